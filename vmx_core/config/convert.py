@@ -1,0 +1,131 @@
+"""The cattrs converter for the config dialect: strict, and every error carries its path."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any, TypeVar
+
+import cattrs
+from cattrs.errors import ClassValidationError, IterableValidationError
+
+from vmx_core.errors import ConfigError
+from vmx_core.secrets import Secret
+
+T = TypeVar("T")
+
+converter = cattrs.Converter(forbid_extra_keys=True)
+
+
+def _structure_bool(value: Any, _: type) -> bool:
+    # cattrs' default is bool(value), which reads the string "false" as True.
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise ValueError(f"expected a boolean, got {value!r}")
+
+
+def _structure_int(value: Any, _: type) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"expected an integer, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
+        # Environment expansion always yields strings: `port: ${PORT}` must still work.
+        return int(value)
+    raise ValueError(f"expected an integer, got {value!r}")
+
+
+def _structure_float(value: Any, _: type) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got {value!r}")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    raise ValueError(f"expected a number, got {value!r}")
+
+
+def _structure_str(value: Any, _: type) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        # YAML turns `model: 4` or `version: 1.5` into numbers; a name is still meant.
+        return str(value)
+    raise ValueError(f"expected a string, got {type(value).__name__}")
+
+
+def _structure_secret(value: Any, _: type) -> Secret:
+    if isinstance(value, Secret):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("expected a string")
+    return Secret(value)
+
+
+def _structure_datetime(value: Any, _: type) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        result = value
+    elif isinstance(value, dt.date):
+        result = dt.datetime(value.year, value.month, value.day)
+    elif isinstance(value, str):
+        result = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    else:
+        raise ValueError(f"expected an ISO 8601 timestamp, got {value!r}")
+    return result if result.tzinfo else result.replace(tzinfo=dt.UTC)
+
+
+converter.register_structure_hook(bool, _structure_bool)
+converter.register_structure_hook(int, _structure_int)
+converter.register_structure_hook(float, _structure_float)
+converter.register_structure_hook(str, _structure_str)
+converter.register_structure_hook(Secret, _structure_secret)
+converter.register_unstructure_hook(Secret, lambda s: s.reveal())
+converter.register_structure_hook(dt.datetime, _structure_datetime)
+converter.register_unstructure_hook(dt.datetime, lambda d: d.isoformat())
+
+_KEY = re.compile(r"\['([^']*)'\]")
+
+
+def format_path(path: str) -> str:
+    """cattrs writes dict keys as ``['k']``; the rest of vmx writes ``.k``."""
+    return _KEY.sub(lambda m: "." + m.group(1), path)
+
+
+def structure(data: Any, cls: type[T], path: str = "$") -> T:
+    """Structure ``data`` as ``cls`` or raise :class:`ConfigError` listing every bad path."""
+    try:
+        return converter.structure(data, cls)
+    except (ClassValidationError, IterableValidationError) as exc:
+        errors = []
+        for line in cattrs.transform_error(exc, path=path):
+            message, _, where = line.rpartition(" @ ")
+            errors.append((format_path(where), _clean(message)))
+        raise ConfigError(errors) from None
+    except (ValueError, TypeError) as exc:
+        raise ConfigError([(path, str(exc))]) from None
+
+
+def _clean(message: str) -> str:
+    # "unknown error (x not in literal typing.Literal['a', 'b'])" -> something a human reads.
+    m = re.search(r"\((.+) not in literal typing\.Literal\[(.*)\]\)", message)
+    if m:
+        return f"{m.group(1)!s} is not one of {m.group(2)}"
+    if message.startswith("invalid value for type, expected "):
+        return "expected " + message.removeprefix("invalid value for type, expected ")
+    if message.startswith("extra fields found"):
+        return "unknown key " + message.removeprefix("extra fields found").strip()
+    m = re.match(r"unknown error \((.*)\)$", message)
+    if m:
+        return m.group(1)
+    return message
+
+
+def unstructure(value: Any) -> Any:
+    return converter.unstructure(value)

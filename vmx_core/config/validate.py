@@ -1,0 +1,167 @@
+"""Checks that need more than one key: references between objects, provider options."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from vmx_core.config.convert import structure
+from vmx_core.config.models import (
+    ApiKeyConfig,
+    CapacityLimit,
+    EnvironmentConfig,
+    ModelRef,
+    ResourceConfig,
+    RoutingRule,
+    VmxConfig,
+)
+from vmx_core.errors import ConfigError
+from vmx_core.providers import Provider
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+#: What ``allow_overrides`` may grant (DESIGN §4).  Connections and capacity never are.
+OVERRIDABLE = frozenset(
+    {"model", "default_args", "fallback", "secondary_models", "routing", "default_max_tokens",
+     "fallback_on", "stream_idle_timeout_ms"}
+)
+
+Errors = list[tuple[str, str]]
+
+
+def validate(config: VmxConfig, providers: Mapping[str, Provider] | None = None) -> None:
+    errors: Errors = []
+    if config.limits.max_body_bytes <= 0:
+        errors.append(("$.limits.max_body_bytes", "must be positive"))
+    if config.limits.max_timeout_ms <= 0:
+        errors.append(("$.limits.max_timeout_ms", "must be positive"))
+    if not 0 < config.server.port < 65536:
+        errors.append(("$.server.port", "must be between 1 and 65535"))
+    if config.server.workers < 1:
+        errors.append(("$.server.workers", "must be at least 1"))
+    for ws_name, ws in config.workspaces.items():
+        _check_name(ws_name, f"$.workspaces.{ws_name}", errors)
+        for env_name, env in ws.environments.items():
+            path = f"$.workspaces.{ws_name}.environments.{env_name}"
+            _check_name(env_name, path, errors)
+            _check_environment(env, path, providers, errors)
+    if errors:
+        raise ConfigError(errors)
+
+
+def _check_name(name: str, path: str, errors: Errors) -> None:
+    if not _NAME.match(name):
+        errors.append((path, f"{name!r} is not a valid name (letters, digits, '.', '_', '-')"))
+
+
+def _check_environment(
+    env: EnvironmentConfig, path: str, providers: Mapping[str, Provider] | None, errors: Errors
+) -> None:
+    for name, conn in env.connections.items():
+        cpath = f"{path}.connections.{name}"
+        _check_name(name, cpath, errors)
+        _check_limits(conn.capacity, f"{cpath}.capacity", errors)
+        if providers is None:
+            continue
+        provider = providers.get(conn.provider)
+        if provider is None:
+            known = ", ".join(sorted(providers)) or "none"
+            errors.append((f"{cpath}.provider", f"unknown provider {conn.provider!r} (installed: {known})"))
+            continue
+        try:
+            structure(conn.options, provider.options_type, path=f"{cpath}.options")
+        except ConfigError as exc:
+            errors.extend(exc.errors)
+    for name, res in env.resources.items():
+        _check_name(name, f"{path}.resources.{name}", errors)
+        _check_resource(res, f"{path}.resources.{name}", env, errors)
+    for name, key in env.api_keys.items():
+        _check_name(name, f"{path}.api_keys.{name}", errors)
+        _check_key(key, f"{path}.api_keys.{name}", env, errors)
+    seen_pools: set[str] = set()
+    for i, pool in enumerate(env.pools):
+        ppath = f"{path}.pools[{i}]"
+        if pool.name in seen_pools:
+            errors.append((f"{ppath}.name", f"duplicate pool name {pool.name!r}"))
+        seen_pools.add(pool.name)
+        if not 0 <= pool.min_reservation <= pool.max_reservation <= 100:
+            errors.append((ppath, "need 0 <= min_reservation <= max_reservation <= 100"))
+        for r in pool.resources:
+            if r not in env.resources:
+                errors.append((f"{ppath}.resources", f"unknown resource {r!r}"))
+
+
+def _check_ref(ref: ModelRef, path: str, env: EnvironmentConfig, errors: Errors) -> None:
+    if ref.connection not in env.connections:
+        errors.append((f"{path}.connection", f"unknown connection {ref.connection!r}"))
+    if not ref.model:
+        errors.append((f"{path}.model", "must not be empty"))
+    if ref.timeout_ms is not None and ref.timeout_ms <= 0:
+        errors.append((f"{path}.timeout_ms", "must be positive"))
+    if not 0 <= ref.max_retries <= 10:
+        errors.append((f"{path}.max_retries", "must be between 0 and 10"))
+
+
+def _check_resource(res: ResourceConfig, path: str, env: EnvironmentConfig, errors: Errors) -> None:
+    _check_ref(res.model, f"{path}.model", env, errors)
+    for i, ref in enumerate(res.fallback):
+        _check_ref(ref, f"{path}.fallback[{i}]", env, errors)
+    for i, ref in enumerate(res.secondary_models):
+        _check_ref(ref, f"{path}.secondary_models[{i}]", env, errors)
+    _check_limits(res.capacity, f"{path}.capacity", errors)
+    if res.stream_idle_timeout_ms <= 0:
+        errors.append((f"{path}.stream_idle_timeout_ms", "must be positive"))
+    for i, code in enumerate(res.fallback_on):
+        if not 400 <= code <= 499:
+            errors.append((f"{path}.fallback_on[{i}]", "must be a 4xx status"))
+    names: set[str] = set()
+    for i, rule in enumerate(res.routing):
+        rpath = f"{path}.routing[{i}]"
+        if rule.name in names:
+            errors.append((f"{rpath}.name", f"duplicate rule name {rule.name!r}"))
+        names.add(rule.name)
+        _check_rule(rule, rpath, env, errors)
+
+
+def _check_rule(rule: RoutingRule, path: str, env: EnvironmentConfig, errors: Errors) -> None:
+    outcomes = [x for x in (rule.then, rule.action, rule.split) if x is not None]
+    if len(outcomes) != 1:
+        errors.append((path, "a rule needs exactly one of then, action or split"))
+    if rule.traffic is not None and not 0 <= rule.traffic <= 100:
+        errors.append((f"{path}.traffic", "must be between 0 and 100"))
+    if rule.then is not None:
+        _check_ref(rule.then, f"{path}.then", env, errors)
+    for i, choice in enumerate(rule.split or []):
+        if choice.weight < 0:
+            errors.append((f"{path}.split[{i}].weight", "must not be negative"))
+        _check_ref(choice.then, f"{path}.split[{i}].then", env, errors)
+    if rule.split is not None and sum(c.weight for c in rule.split) <= 0:
+        errors.append((f"{path}.split", "weights must add up to more than 0"))
+
+
+def _check_key(key: ApiKeyConfig, path: str, env: EnvironmentConfig, errors: Errors) -> None:
+    if (key.key is None) == (key.key_sha256 is None):
+        errors.append((path, "set exactly one of key_sha256 or key"))
+    if key.key_sha256 is not None and not _SHA256.match(key.key_sha256):
+        errors.append((f"{path}.key_sha256", "must be 64 lowercase hex characters"))
+    for r in key.resources:
+        if r != "*" and r not in env.resources:
+            errors.append((f"{path}.resources", f"unknown resource {r!r}"))
+    for i, o in enumerate(key.allow_overrides):
+        if o not in OVERRIDABLE:
+            errors.append((f"{path}.allow_overrides[{i}]", f"{o!r} cannot be overridden (one of: {', '.join(sorted(OVERRIDABLE))})"))
+    _check_limits(key.capacity, f"{path}.capacity", errors)
+
+
+def _check_limits(limits: list[CapacityLimit], path: str, errors: Errors) -> None:
+    for i, lim in enumerate(limits):
+        lpath = f"{path}[{i}]"
+        if lim.requests is None and lim.tokens is None:
+            errors.append((lpath, "set requests, tokens or both"))
+        for name in ("requests", "tokens"):
+            value = getattr(lim, name)
+            if value is not None and value < 0:
+                errors.append((f"{lpath}.{name}", "must not be negative"))
+        if lim.dimension == "metadata" and not lim.dimension_field:
+            errors.append((f"{lpath}.dimension_field", "required when dimension is metadata"))

@@ -1,0 +1,243 @@
+"""The one exception tree of vmx.
+
+::
+
+    VmxError
+    ├── ConfigError              the config file or store is invalid (carries the key path)
+    ├── PluginError              a plugin is missing, broken or misbehaving
+    ├── ProviderError            one upstream leg failed; the pipeline decides whether to fail over
+    │   ├── UpstreamHTTPError        the upstream answered a non-2xx status
+    │   ├── UpstreamConnectionError  could not connect, or the connection dropped
+    │   ├── UpstreamTimeoutError     the leg's own timeout passed
+    │   ├── UpstreamStalledError     a stream sent nothing for stream_idle_timeout_ms
+    │   └── UpstreamProtocolError    a non-JSON body, an HTML error page, a truncated stream
+    └── RequestError             what the client is told; each maps to one row of DESIGN §6
+        ├── InvalidRequest (400)         BlockedByRouting (400)
+        ├── AuthenticationFailed (401)   PermissionDenied (403)   NotFound (404)
+        ├── RequestTooLarge (413)
+        ├── CapacityExhausted (429)      PrioritizationDenied (429)
+        ├── UpstreamRejected (the upstream's own 4xx, passed on)
+        ├── UpstreamFailed (502)         UpstreamTimeout (504)
+
+Driver errors (aiohttp, botocore, redis, psycopg) are wrapped where they are raised, so no
+caller ever has to catch a driver's exception type.  Messages never contain secrets: they are
+built from names and statuses, never from credentials or request bodies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+__all__ = [
+    "AuthenticationFailed",
+    "BlockedByRouting",
+    "CapacityExhausted",
+    "ConfigError",
+    "InvalidRequest",
+    "NotFound",
+    "PermissionDenied",
+    "PluginError",
+    "PrioritizationDenied",
+    "ProviderError",
+    "RequestError",
+    "RequestTooLarge",
+    "UpstreamConnectionError",
+    "UpstreamFailed",
+    "UpstreamHTTPError",
+    "UpstreamProtocolError",
+    "UpstreamRejected",
+    "UpstreamStalledError",
+    "UpstreamTimeout",
+    "UpstreamTimeoutError",
+    "VmxError",
+]
+
+
+class VmxError(Exception):
+    """Base of every exception vmx raises on purpose."""
+
+
+class ConfigError(VmxError):
+    """The configuration is invalid; ``errors`` lists ``(path, message)`` pairs."""
+
+    def __init__(self, errors: list[tuple[str, str]] | str, path: str = "$") -> None:
+        if isinstance(errors, str):
+            errors = [(path, errors)]
+        self.errors = errors
+        super().__init__("; ".join(f"{p}: {m}" for p, m in errors))
+
+
+class PluginError(VmxError):
+    """A plugin could not be loaded or returned something unusable."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-leg provider failures.  These never reach a client directly: the pipeline either fails
+# over or folds them into a RequestError.
+
+
+class ProviderError(VmxError):
+    """One upstream call failed.  ``reason`` is a short machine-readable word for audit."""
+
+    reason = "provider_error"
+    #: Whether a fallback leg should be tried after this failure (DESIGN §9).
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+
+class UpstreamHTTPError(ProviderError):
+    """The upstream answered with a non-2xx status."""
+
+    reason = "http_error"
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        error_type: str | None = None,
+        error_code: str | None = None,
+        param: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.status = status
+        self.error_type = error_type
+        self.error_code = error_code
+        self.param = param
+        # 429 and 5xx are the upstream's problem; other 4xx are the client's (DESIGN §9).
+        self.retryable = status == 429 or status >= 500 or status == 408
+
+
+class UpstreamConnectionError(ProviderError):
+    reason = "connection_error"
+
+
+class UpstreamTimeoutError(ProviderError):
+    reason = "timeout"
+
+
+class UpstreamStalledError(ProviderError):
+    reason = "stream_stalled"
+
+
+class UpstreamProtocolError(ProviderError):
+    reason = "protocol_error"
+
+
+# ---------------------------------------------------------------------------------------------
+# What the client sees.
+
+
+class RequestError(VmxError):
+    """An error answered to the client in its own dialect (DESIGN §6)."""
+
+    status = 500
+    openai_code = "internal_error"
+    openai_type = "server_error"
+    anthropic_type = "api_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.headers: dict[str, str] = dict(headers or {})
+
+
+class InvalidRequest(RequestError):
+    status = 400
+    openai_code = "invalid_request"
+    openai_type = "invalid_request_error"
+    anthropic_type = "invalid_request_error"
+
+
+class BlockedByRouting(RequestError):
+    status = 400
+    openai_code = "blocked_by_routing_condition"
+    openai_type = "invalid_request_error"
+    anthropic_type = "invalid_request_error"
+
+
+class AuthenticationFailed(RequestError):
+    status = 401
+    openai_code = "invalid_api_key"
+    openai_type = "authentication_error"
+    anthropic_type = "authentication_error"
+
+
+class PermissionDenied(RequestError):
+    status = 403
+    openai_code = "permission_denied"
+    openai_type = "permission_error"
+    anthropic_type = "permission_error"
+
+
+class NotFound(RequestError):
+    status = 404
+    openai_code = "not_found"
+    openai_type = "not_found_error"
+    anthropic_type = "not_found_error"
+
+
+class RequestTooLarge(RequestError):
+    status = 413
+    openai_code = "request_too_large"
+    openai_type = "invalid_request_error"
+    anthropic_type = "request_too_large"
+
+
+class CapacityExhausted(RequestError):
+    status = 429
+    openai_code = "resource_exhausted"
+    openai_type = "rate_limit_error"
+    anthropic_type = "rate_limit_error"
+
+
+class PrioritizationDenied(CapacityExhausted):
+    openai_code = "prioritization_gate_denied"
+
+
+class UpstreamRejected(RequestError):
+    """The upstream refused the request as the client's fault (a 4xx that is not failed over).
+
+    The status is the upstream's, so a client sees the same 400/404/422 it would have seen
+    talking to the provider directly.
+    """
+
+    openai_type = "invalid_request_error"
+    anthropic_type = "invalid_request_error"
+
+    def __init__(self, status: int, message: str, *, code: str | None, param: str | None) -> None:
+        super().__init__(message, param=param)
+        self.status = status
+        self.openai_code = code or "upstream_rejected"
+        if status == 401:
+            self.anthropic_type = "authentication_error"
+        elif status == 403:
+            self.anthropic_type = "permission_error"
+        elif status == 404:
+            self.anthropic_type = "not_found_error"
+
+
+class UpstreamFailed(RequestError):
+    status = 502
+    openai_code = "upstream_error"
+    openai_type = "server_error"
+    anthropic_type = "api_error"
+
+
+class UpstreamTimeout(RequestError):
+    status = 504
+    openai_code = "upstream_timeout"
+    openai_type = "server_error"
+    anthropic_type = "timeout_error"

@@ -1,0 +1,233 @@
+"""The Gateway: the engine a team embeds, usable without any web framework.
+
+::
+
+    async with Gateway.from_file("vmx.yaml") as gw:
+        completion = await gw.chat_completions("acme", "prod", {"model": "chat", ...}, api_key=KEY)
+        print(completion.json()["choices"][0]["message"]["content"])
+
+        async for chunk in gw.stream_chat_completions("acme", "prod", {...}, api_key=KEY):
+            ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from types import TracebackType
+from typing import Any
+
+import structlog
+from attrs import define, field
+
+from vmx_core.audit.record import AuditSink
+from vmx_core.config.loader import load_config
+from vmx_core.config.models import VmxConfig
+from vmx_core.config.validate import validate
+from vmx_core.errors import InvalidRequest, RequestError
+from vmx_core.pipeline import RequestContext, run
+from vmx_core.pipeline.resolve import authenticate
+from vmx_core.pipeline.stream import CLIENT_CLOSED
+from vmx_core.plugins import Plugins, collect
+from vmx_core.reply import Completion, Reply, StreamingCompletion
+from vmx_core.request import ClientRequest
+from vmx_core.runtime import Runtime
+from vmx_core.wire.formats import Format
+
+log = structlog.get_logger("vmx.request")
+
+Handler = Callable[[ClientRequest], Awaitable[Reply]]
+
+
+@define
+class Gateway:
+    config: VmxConfig
+    plugins: Plugins
+    runtime: Runtime | None = None
+    sinks: list[AuditSink] = field(factory=list)
+    _handler: Handler | None = None
+    started: bool = False
+
+    # -- construction -------------------------------------------------------------------------
+
+    @classmethod
+    def from_file(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        plugins: Iterable[object] = (),
+        environ: Mapping[str, str] | None = None,
+    ) -> Gateway:
+        loaded = Plugins.load(plugins, environ=environ)
+        config = load_config(path, environ=environ, providers=loaded.providers())
+        return cls(config, loaded)
+
+    @classmethod
+    def from_config(cls, config: VmxConfig, *, plugins: Iterable[object] = (), entry_points: bool = True) -> Gateway:
+        loaded = Plugins.load(plugins, entry_points=entry_points)
+        validate(config, loaded.providers())
+        return cls(config, loaded)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self.started:
+            return
+        self.runtime = Runtime.build(self.config, self.plugins.providers())
+        self.sinks = collect(self.plugins.hook.vmx_register_audit_sinks())
+        for sink in self.sinks:
+            await sink.start()
+        handler: Handler = self._handle
+        for wrapper in reversed(collect(self.plugins.hook.vmx_completion_wrapper(gateway=self))):
+            handler = _wrap(wrapper, handler)
+        self._handler = handler
+        for result in self.plugins.hook.vmx_startup(gateway=self):
+            if inspect.isawaitable(result):
+                await result
+        self.started = True
+
+    async def aclose(self) -> None:
+        if not self.started:
+            return
+        self.started = False
+        for result in self.plugins.hook.vmx_shutdown(gateway=self):
+            if inspect.isawaitable(result):
+                await result
+        for sink in self.sinks:
+            await sink.aclose()
+        if self.runtime is not None:
+            await self.runtime.aclose()
+
+    async def __aenter__(self) -> Gateway:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def reload(self, config: VmxConfig) -> None:
+        """Swap in a new config atomically; requests in flight finish on the old one."""
+        validate(config, self.plugins.providers())
+        new = Runtime.build(config, self.plugins.providers())
+        old, self.runtime, self.config = self.runtime, new, config
+        if old is not None:
+            await old.aclose()
+
+    # -- the low-level entry point (what vmx_server calls) --------------------------------------
+
+    async def handle(self, request: ClientRequest) -> Reply:
+        """Answer one request: a :class:`Completion` or a :class:`StreamingCompletion`.
+
+        Raises :class:`RequestError` (with the response headers set on it) for every error a
+        client should see."""
+        if self._handler is None:
+            raise RuntimeError("the gateway is not started: use `async with gateway:` or await gateway.start()")
+        return await self._handler(request)
+
+    async def _handle(self, request: ClientRequest) -> Reply:
+        rt = self.runtime
+        assert rt is not None
+        ctx = RequestContext(request)
+        try:
+            return await run(rt, ctx, self._finish)
+        except RequestError as err:
+            ctx.status, ctx.error = err.status, err
+            err.headers.update(ctx.headers())
+            self._finish(ctx)
+            raise
+        except asyncio.CancelledError:
+            ctx.status = CLIENT_CLOSED
+            self._finish(ctx)
+            raise
+
+    def authenticate(self, api_key: str | None, workspace: str, environment: str) -> None:
+        """Check a key before reading a body (so unauthenticated callers learn nothing)."""
+        assert self.runtime is not None
+        authenticate(self.runtime, api_key, workspace, environment)
+
+    def _finish(self, ctx: RequestContext) -> None:
+        if ctx.finished:
+            return
+        ctx.finished = True
+        if self.sinks:
+            record = ctx.audit_record()
+            for sink in self.sinks:
+                sink.enqueue(record)
+        log.info("request", **ctx.log_fields())
+
+    # -- convenience API for embedding ---------------------------------------------------------
+
+    async def chat_completions(
+        self, workspace: str, environment: str, body: Mapping[str, Any], *, api_key: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> Completion:
+        return await self._complete(Format.CHAT_COMPLETIONS, workspace, environment, body, api_key, headers)
+
+    async def responses(
+        self, workspace: str, environment: str, body: Mapping[str, Any], *, api_key: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> Completion:
+        return await self._complete(Format.RESPONSES, workspace, environment, body, api_key, headers)
+
+    def stream_chat_completions(
+        self, workspace: str, environment: str, body: Mapping[str, Any], *, api_key: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> AsyncIterator[Any]:
+        """Yield each chunk as a dict; an in-band stream error is raised as ``UpstreamFailed``."""
+        return self._stream(Format.CHAT_COMPLETIONS, workspace, environment, body, api_key, headers)
+
+    def stream_responses(
+        self, workspace: str, environment: str, body: Mapping[str, Any], *, api_key: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> AsyncIterator[Any]:
+        return self._stream(Format.RESPONSES, workspace, environment, body, api_key, headers)
+
+    async def _complete(
+        self, fmt: Format, ws: str, env: str, body: Mapping[str, Any], api_key: str, headers: Mapping[str, str] | None
+    ) -> Completion:
+        if body.get("stream"):
+            raise InvalidRequest("stream: use the stream_* method for streaming requests", param="stream")
+        reply = await self.handle(ClientRequest(fmt, ws, env, body, api_key, _lower(headers)))
+        assert isinstance(reply, Completion)
+        return reply
+
+    async def _stream(
+        self, fmt: Format, ws: str, env: str, body: Mapping[str, Any], api_key: str, headers: Mapping[str, str] | None
+    ) -> AsyncIterator[Any]:
+        from vmx_core.errors import UpstreamFailed
+
+        reply = await self.handle(ClientRequest(fmt, ws, env, {**body, "stream": True}, api_key, _lower(headers)))
+        assert isinstance(reply, StreamingCompletion)
+        try:
+            async for event in reply.events():
+                if isinstance(event, dict) and (
+                    (fmt is Format.CHAT_COMPLETIONS and "error" in event and "choices" not in event)
+                    or event.get("type") == "error"
+                ):
+                    err = event.get("error") if fmt is Format.CHAT_COMPLETIONS else event
+                    raise UpstreamFailed(str((err or {}).get("message", "stream failed")))
+                yield event
+        finally:
+            await reply.aclose()
+
+    def models(self, workspace: str, environment: str, *, api_key: str) -> list[str]:
+        """The resources this key may call, sorted."""
+        assert self.runtime is not None
+        key = authenticate(self.runtime, api_key, workspace, environment)
+        tenant = self.runtime.tenants[(workspace, environment)]
+        return sorted(name for name in tenant.resources if key.may_call(name))
+
+
+def _lower(headers: Mapping[str, str] | None) -> dict[str, str]:
+    return {k.lower(): v for k, v in (headers or {}).items()}
+
+
+def _wrap(wrapper: Callable[[ClientRequest, Handler], Awaitable[Reply]], inner: Handler) -> Handler:
+    async def handler(request: ClientRequest) -> Reply:
+        return await wrapper(request, inner)
+
+    return handler

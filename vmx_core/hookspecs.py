@@ -1,0 +1,98 @@
+"""Every hook a vmx plugin can implement.
+
+Hooks are **synchronous**: pluggy cannot await, and an ``async def`` ``firstresult`` hook would
+always "win" because a coroutine is not ``None``.  A hook that needs I/O returns an object
+whose methods are async.  vmx's own features (the built-in providers, stores and sinks) are
+registered through these same hooks, so anything a built-in does, a plugin can do.
+
+A plugin is a module or object with functions decorated by :data:`vmx_core.hookimpl`,
+published under the entry-point group ``vmx``::
+
+    [project.entry-points.vmx]
+    echo = "vmx_provider_echo"
+
+Each hook below has a section in ``docs/plugin_hooks.md``; a test fails when one is missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from vmx_core.audit.record import AuditSink
+    from vmx_core.gateway import Gateway
+    from vmx_core.providers import Provider
+
+hookspec = pluggy.HookspecMarker("vmx")
+
+
+@hookspec
+def vmx_register_providers() -> Sequence[Provider]:
+    """Return the :class:`~vmx_core.providers.Provider` objects this plugin adds.
+
+    A provider is named by ``Provider.name``; a connection selects it with
+    ``provider: NAME``.  Two plugins registering the same name is a startup error.
+    """
+
+
+@hookspec(firstresult=True)
+def vmx_capacity_store(uri: str) -> Any:
+    """Return a capacity store for ``storage.capacity`` = ``uri``, or ``None`` if the URI's
+    scheme is not yours.  The first non-``None`` answer wins; built-in stores are ``trylast``
+    so a plugin can replace them.  The store's methods are async."""
+
+
+@hookspec
+def vmx_register_audit_sinks() -> Sequence[AuditSink]:
+    """Return extra audit sinks.  Each receives every finished request's
+    :class:`~vmx_core.audit.record.AuditRecord` through ``enqueue`` (which must not block)."""
+
+
+@hookspec
+def vmx_register_credential_ciphers() -> Sequence[Any]:
+    """Return credential ciphers.  A cipher has a ``name`` (the ``<cipher>`` part of
+    ``vmx:enc:v1:<cipher>:<base64>``) and async ``encrypt``/``decrypt`` methods."""
+
+
+@hookspec
+def vmx_register_rule_functions() -> dict[str, Callable[..., Any]]:
+    """Return extra functions callable from routing-rule CEL expressions, by name."""
+
+
+@hookspec
+def vmx_completion_wrapper(gateway: Gateway) -> Any:
+    """Return a wrapper around the completion pipeline, or ``None``.
+
+    The wrapper is an async callable ``wrapper(request, call_next) -> Reply``; wrappers nest in
+    registration order, outermost first.  Use it for policies that see every request
+    (guardrails, extra headers, request rewriting)."""
+
+
+@hookspec
+def vmx_startup(gateway: Gateway) -> Any:
+    """Called when the gateway starts.  May return an awaitable, which is awaited."""
+
+
+@hookspec
+def vmx_shutdown(gateway: Gateway) -> Any:
+    """Called when the gateway stops, after in-flight requests finished.  May return an
+    awaitable, which is awaited."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Server-side hooks: called by vmx_server only.  They live here so that every hookspec is in
+# one documented place; vmx_core itself never calls them.
+
+
+@hookspec
+def vmx_register_routes() -> Sequence[Any]:
+    """Return extra Starlette routes to mount on the server (``vmx_server`` only)."""
+
+
+@hookspec
+def vmx_asgi_wrapper(app: Any) -> Any:
+    """Return an ASGI app wrapping ``app`` (middleware), or ``None`` (``vmx_server`` only).
+    Wrappers apply in registration order."""

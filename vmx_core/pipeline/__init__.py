@@ -1,0 +1,86 @@
+"""The completion pipeline (DESIGN Part II), one function per stage, each timed:
+
+authenticate -> resolve resource (+ granted overrides) -> parse body -> route -> for each leg:
+provider call -> on failure, next leg -> respond -> enqueue the audit record.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from vmx_core.errors import UpstreamProtocolError
+from vmx_core.pipeline.context import RequestContext
+from vmx_core.pipeline.execute import first_event, run_legs, wants_stream_usage
+from vmx_core.pipeline.resolve import resolve
+from vmx_core.pipeline.stream import relay
+from vmx_core.providers import UpstreamCall
+from vmx_core.reply import Completion, Reply, StreamingCompletion
+from vmx_core.routing.legs import plan_legs
+from vmx_core.runtime import Connection, Runtime
+from vmx_core.wire.formats import Format
+from vmx_core.wire.streams import StreamWatcher, usage_from_body
+
+__all__ = ["RequestContext", "run"]
+
+Finish = Callable[[RequestContext], None]
+
+
+async def run(rt: Runtime, ctx: RequestContext, finish: Finish) -> Reply:
+    """Answer one request.  ``finish`` is called exactly once, when the answer is complete
+    (for streams: when the stream ends), to write the audit record and the log line."""
+    resolve(rt, ctx)
+    assert ctx.resource is not None and ctx.envelope is not None
+    t = time.perf_counter()
+    legs = plan_legs(ctx.resource, ctx.envelope.secondary_model_index)
+    t = ctx.timings.mark("routing", t)
+    if ctx.stream:
+        return await _stream(ctx, legs, finish)
+    reply = await run_legs(ctx, legs, _send)
+    ctx.timings.mark("respond", time.perf_counter())
+    ctx.status = 200
+    completion = Completion(status=200, headers=ctx.headers(), body=reply)
+    finish(ctx)
+    return completion
+
+
+async def _send(ctx: RequestContext, conn: Connection, call: UpstreamCall) -> bytes:
+    reply = await conn.client.send(call)
+    if not isinstance(reply.json, dict):
+        raise UpstreamProtocolError("the upstream answered a body that is not a JSON object")
+    ctx.usage = usage_from_body(call.format, reply.json)
+    return reply.body
+
+
+async def _stream(ctx: RequestContext, legs: list[Any], finish: Finish) -> StreamingCompletion:
+    assert ctx.body is not None and ctx.resource is not None
+    fmt = ctx.request.format
+    client_wants_usage = wants_stream_usage(fmt, ctx.body)
+    idle = ctx.resource.stream_idle_timeout_ms / 1000
+
+    async def attempt(ctx: RequestContext, conn: Connection, call: UpstreamCall) -> StreamingCompletion:
+        strip = False
+        if fmt is Format.CHAT_COMPLETIONS and not client_wants_usage and getattr(conn.provider, "stream_usage", False):
+            # Usage is always captured: ask for it, and hide the extra chunk from the client.
+            opts = call.body.get("stream_options")
+            call.body["stream_options"] = {**(opts if isinstance(opts, dict) else {}), "include_usage": True}
+            strip = True
+        upstream = await conn.client.open_stream(call)
+        events = aiter(upstream)
+        try:
+            first = await first_event(events, min(idle, call.timeout))
+        except StopAsyncIteration:
+            await upstream.aclose()
+            raise UpstreamProtocolError("the upstream stream ended without sending anything") from None
+        except BaseException:
+            await upstream.aclose()
+            raise
+        ctx.timings.ttft_ms = ctx.timings.elapsed_ms()
+        watcher = StreamWatcher(fmt, strip_usage_chunk=strip)
+        frames = relay(ctx, upstream, events, first, watcher, idle, finish)
+        return StreamingCompletion(status=200, headers={}, frames=frames)
+
+    reply = await run_legs(ctx, legs, attempt)
+    reply.headers = ctx.headers()
+    return reply

@@ -1,0 +1,134 @@
+"""The state of one request as it moves through the pipeline, and what is derived from it:
+the response headers (DESIGN §5), the audit record (§11) and the canonical log line."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from typing import Any
+
+from attrs import define, field
+
+from vmx_core.audit.record import Attempt, AuditRecord
+from vmx_core.config.models import ResourceConfig
+from vmx_core.errors import RequestError
+from vmx_core.request import ClientRequest, Envelope, metadata_headers
+from vmx_core.runtime import Connection, Tenant
+from vmx_core.security.apikeys import ApiKey
+from vmx_core.timing import Timings
+from vmx_core.wire.usage import Usage
+
+
+@define
+class RequestContext:
+    request: ClientRequest
+    request_id: str = field(factory=lambda: str(uuid.uuid4()))
+    timestamp: dt.datetime = field(factory=lambda: dt.datetime.now(dt.UTC))
+    timings: Timings = field(factory=Timings)
+    key: ApiKey | None = None
+    tenant: Tenant | None = None
+    resource_name: str | None = None
+    resource: ResourceConfig | None = None
+    envelope: Envelope | None = None
+    body: dict[str, Any] | None = None
+    stream: bool = False
+    deadline: float = 0.0
+    routing_rule: str | None = None
+    attempts: list[Attempt] = field(factory=list)
+    connection: Connection | None = None
+    model: str | None = None
+    usage: Usage | None = None
+    status: int = 0
+    error: RequestError | None = None
+    finished: bool = False
+
+    def remaining(self) -> float:
+        return self.deadline - time.perf_counter()
+
+    def headers(self) -> dict[str, str]:
+        h = {"x-vmx-request-id": self.request_id}
+        env = self.envelope
+        if env is not None:
+            if env.correlation_id:
+                h["x-vmx-correlation-id"] = env.correlation_id
+            h.update(metadata_headers(env.metadata))
+        if self.resource_name and self.resource is not None:
+            h["x-vmx-resource"] = self.resource_name
+        if self.connection is not None:
+            h["x-vmx-provider"] = self.connection.provider.name
+            h["x-vmx-connection"] = self.connection.name
+        if self.model:
+            h["x-vmx-model"] = self.model
+        if self.attempts or self.connection is not None:
+            h["x-vmx-attempts"] = str(max(len(self.attempts), 1 if self.connection else 0))
+        if self.routing_rule:
+            h["x-vmx-routing-rule"] = self.routing_rule
+        h["x-vmx-overhead-ms"] = f"{self.timings.overhead_ms():.3f}"
+        return h
+
+    def audit_record(self) -> AuditRecord:
+        u = self.usage
+        err = self.error
+        stages = self.timings.stages
+        return AuditRecord(
+            id=uuid.UUID(self.request_id),
+            timestamp=self.timestamp,
+            workspace=self.request.workspace,
+            environment=self.request.environment,
+            resource=self.resource_name if self.resource is not None else None,
+            connection=self.connection.name if self.connection else None,
+            provider=self.connection.provider.name if self.connection else None,
+            model=self.model,
+            api_key_id=self.key.name if self.key else None,
+            format=str(self.request.format),
+            stream=self.stream,
+            status_code=self.status,
+            error_code=err.openai_code if err else None,
+            error_message=err.message if err else None,
+            attempts=tuple(self.attempts),
+            routing_rule=self.routing_rule,
+            correlation_id=self.envelope.correlation_id if self.envelope else None,
+            metadata=dict(self.envelope.metadata) if self.envelope else {},
+            prompt_tokens=u.prompt_tokens if u else None,
+            completion_tokens=u.completion_tokens if u else None,
+            total_tokens=u.total_tokens if u else None,
+            cached_tokens=u.cached_tokens if u else None,
+            cache_creation_tokens=u.cache_creation_tokens if u else None,
+            reasoning_tokens=u.reasoning_tokens if u else None,
+            cost=None,
+            duration_ms=self.timings.elapsed_ms(),
+            ttft_ms=self.timings.ttft_ms,
+            upstream_ms=self.timings.upstream_ms,
+            gate_ms=stages.get("gate", 0.0),
+            routing_ms=stages.get("routing", 0.0),
+            source_ip=self.request.source_ip,
+            stages=dict(stages),
+        )
+
+    def log_fields(self) -> dict[str, Any]:
+        """The canonical request log line: names, statuses and durations, never a secret."""
+        u = self.usage
+        return {
+            "request_id": self.request_id,
+            "workspace": self.request.workspace,
+            "environment": self.request.environment,
+            "format": str(self.request.format),
+            "resource": self.resource_name if self.resource is not None else None,
+            "api_key": self.key.name if self.key else None,
+            "connection": self.connection.name if self.connection else None,
+            "provider": self.connection.provider.name if self.connection else None,
+            "model": self.model,
+            "stream": self.stream,
+            "status": self.status,
+            "error_code": self.error.openai_code if self.error else None,
+            "attempts": len(self.attempts),
+            "correlation_id": self.envelope.correlation_id if self.envelope else None,
+            "prompt_tokens": u.prompt_tokens if u else None,
+            "completion_tokens": u.completion_tokens if u else None,
+            "duration_ms": round(self.timings.elapsed_ms(), 3),
+            "upstream_ms": round(self.timings.upstream_ms, 3),
+            "overhead_ms": round(self.timings.overhead_ms(), 3),
+            "ttft_ms": round(self.timings.ttft_ms, 3) if self.timings.ttft_ms is not None else None,
+            "stages_ms": {k: round(v, 3) for k, v in self.timings.stages.items()},
+        }

@@ -1,0 +1,142 @@
+"""Trying the legs (DESIGN §9): each under the request deadline, with per-leg retries and
+``Retry-After``, failing over only on what another provider could fix."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
+
+from vmx_core.audit.record import Attempt
+from vmx_core.errors import (
+    InvalidRequest,
+    ProviderError,
+    RequestError,
+    UpstreamFailed,
+    UpstreamHTTPError,
+    UpstreamRejected,
+    UpstreamStalledError,
+    UpstreamTimeout,
+    UpstreamTimeoutError,
+)
+from vmx_core.pipeline.context import RequestContext
+from vmx_core.pipeline.resolve import upstream_body
+from vmx_core.providers import UpstreamCall
+from vmx_core.routing.legs import Leg, should_fail_over
+from vmx_core.runtime import Connection
+from vmx_core.wire.formats import Format
+
+T = TypeVar("T")
+
+#: Called with (context, connection, call); returns the leg's result or raises ProviderError.
+LegFn = Callable[[RequestContext, Connection, UpstreamCall], Awaitable[T]]
+
+
+async def run_legs(ctx: RequestContext, legs: list[Leg], attempt: LegFn[T]) -> T:
+    """Run ``attempt`` on each leg in turn until one succeeds.
+
+    Raises the client-facing error: ``UpstreamRejected`` for a 4xx that is the client's fault,
+    ``UpstreamTimeout`` when the deadline passes, ``UpstreamFailed`` naming every leg.
+    """
+    assert ctx.tenant is not None and ctx.resource is not None and ctx.body is not None
+    fmt = ctx.request.format
+    unsupported: list[str] = []
+    for leg in legs:
+        conn = ctx.tenant.connections[leg.ref.connection]
+        if fmt not in conn.provider.formats:
+            unsupported.append(f"{conn.name} ({conn.provider.name})")
+            ctx.attempts.append(Attempt(conn.name, conn.provider.name, leg.ref.model, None, "unsupported_format", 0.0))
+            continue
+        tries = 1 + leg.ref.max_retries
+        for try_no in range(tries):
+            remaining = ctx.remaining()
+            if remaining <= 0:
+                raise UpstreamTimeout(_timeout_message(ctx))
+            leg_timeout = min(remaining, leg.ref.timeout_ms / 1000 if leg.ref.timeout_ms else remaining)
+            call = UpstreamCall(
+                format=fmt,
+                model=leg.ref.model,
+                body=upstream_body(ctx, leg.ref),
+                stream=ctx.stream,
+                timeout=leg_timeout,
+                idle_timeout=ctx.resource.stream_idle_timeout_ms / 1000,
+            )
+            ctx.connection, ctx.model = conn, leg.ref.model
+            started = time.perf_counter()
+            try:
+                async with asyncio.timeout(leg_timeout):
+                    result = await attempt(ctx, conn, call)
+            except TimeoutError:
+                error: ProviderError = UpstreamTimeoutError(f"no answer within {leg_timeout * 1000:.0f} ms")
+            except ProviderError as exc:
+                error = exc
+            else:
+                ctx.attempts.append(
+                    Attempt(conn.name, conn.provider.name, leg.ref.model, 200, None, (time.perf_counter() - started) * 1000)
+                )
+                return result
+            finally:
+                ctx.timings.upstream_ms += (time.perf_counter() - started) * 1000
+            status = error.status if isinstance(error, UpstreamHTTPError) else None
+            ctx.attempts.append(
+                Attempt(conn.name, conn.provider.name, leg.ref.model, status, error.reason, (time.perf_counter() - started) * 1000)
+            )
+            if ctx.remaining() <= 0:
+                raise UpstreamTimeout(_timeout_message(ctx))
+            if not should_fail_over(error, ctx.resource):
+                raise _rejected(error)
+            if try_no + 1 < tries and await _wait_retry_after(ctx, error):
+                continue
+            break
+    if unsupported and len(unsupported) == len(ctx.attempts):
+        raise InvalidRequest(
+            f"the {fmt} endpoint is not supported by the provider of "
+            + ", ".join(unsupported)
+            + " (conversion between API shapes is not available for it)"
+        )
+    raise UpstreamFailed(_failed_message(ctx))
+
+
+async def _wait_retry_after(ctx: RequestContext, error: ProviderError) -> bool:
+    """Whether to retry the same leg: only when an upstream ``Retry-After`` fits the deadline
+    (DESIGN §9).  Without one, a retry goes at once."""
+    wait = error.retry_after or 0.0
+    if wait >= ctx.remaining():
+        return False
+    if wait > 0:
+        await asyncio.sleep(wait)
+    return True
+
+
+def _rejected(error: ProviderError) -> RequestError:
+    if isinstance(error, UpstreamHTTPError):
+        return UpstreamRejected(error.status, f"upstream rejected the request: {error.message}", code=error.error_code, param=error.param)
+    return UpstreamFailed(error.message)
+
+
+def _failed_message(ctx: RequestContext) -> str:
+    parts = []
+    for a in ctx.attempts:
+        what = f"HTTP {a.status}" if a.status else a.reason
+        parts.append(f"{a.connection}/{a.model}: {what}")
+    return "all upstream attempts failed: " + "; ".join(parts)
+
+
+def _timeout_message(ctx: RequestContext) -> str:
+    tried = ", ".join(f"{a.connection}/{a.model}" for a in ctx.attempts) or "none"
+    return f"the request deadline passed (legs tried: {tried})"
+
+
+async def first_event(stream: AsyncIterator[T], idle: float) -> T:
+    """The first item of an upstream stream, or a stall/truncation error."""
+    try:
+        async with asyncio.timeout(idle):
+            return await anext(stream)
+    except TimeoutError:
+        raise UpstreamStalledError(f"the stream sent nothing for {idle * 1000:.0f} ms") from None
+
+
+def wants_stream_usage(fmt: Format, body: dict[str, object]) -> bool:
+    opts = body.get("stream_options")
+    return fmt is Format.CHAT_COMPLETIONS and isinstance(opts, dict) and bool(opts.get("include_usage"))

@@ -1,0 +1,117 @@
+"""The plugin manager: every plugin, built-in or third-party, arrives through entry points.
+
+``VMX_DISABLE_PLUGINS`` is a comma-separated list of entry-point names to skip (``*`` skips
+every entry point, for a locked-down embedding that registers its plugins by hand).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+from attrs import define, field, frozen
+
+from vmx_core import hookspecs
+from vmx_core.errors import PluginError
+
+if TYPE_CHECKING:
+    from vmx_core.providers import Provider
+
+ENTRY_POINT_GROUP = "vmx"
+
+hookimpl = pluggy.HookimplMarker("vmx")
+
+
+@frozen
+class PluginInfo:
+    name: str
+    module: str
+    version: str | None
+    hooks: tuple[str, ...]
+
+
+def disabled_plugins(environ: Mapping[str, str] | None = None) -> frozenset[str]:
+    raw = (environ if environ is not None else os.environ).get("VMX_DISABLE_PLUGINS", "")
+    return frozenset(p.strip() for p in raw.split(",") if p.strip())
+
+
+@define
+class Plugins:
+    """The loaded plugins: a pluggy manager plus what ``/-/plugins`` reports about them."""
+
+    pm: pluggy.PluginManager
+    versions: dict[str, str] = field(factory=dict)
+
+    @classmethod
+    def load(
+        cls,
+        extra: Iterable[object] = (),
+        *,
+        entry_points: bool = True,
+        environ: Mapping[str, str] | None = None,
+    ) -> Plugins:
+        """Every enabled entry point of group ``vmx``, then ``extra`` (objects or modules)."""
+        pm = pluggy.PluginManager("vmx")
+        pm.add_hookspecs(hookspecs)
+        plugins = cls(pm)
+        disabled = disabled_plugins(environ)
+        if entry_points and "*" not in disabled:
+            eps = sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
+            for ep in eps:
+                if ep.name in disabled or pm.has_plugin(ep.name):
+                    continue
+                try:
+                    plugin = ep.load()
+                except Exception as exc:  # a broken third-party package must say who it is
+                    raise PluginError(f"plugin {ep.name!r} ({ep.value}) failed to load: {exc}") from exc
+                pm.register(plugin, name=ep.name)
+                if ep.dist is not None:
+                    plugins.versions[ep.name] = ep.dist.version
+        for i, plugin in enumerate(extra):
+            if pm.is_registered(plugin):
+                continue
+            name = getattr(plugin, "name", None) or getattr(plugin, "__name__", None)
+            pm.register(plugin, name=str(name or f"{type(plugin).__name__}-{i}"))
+        return plugins
+
+    @property
+    def hook(self) -> Any:
+        return self.pm.hook
+
+    def describe(self) -> list[PluginInfo]:
+        """What ``/-/plugins`` shows: names, modules, versions and implemented hooks only."""
+        infos = []
+        for name, plugin in sorted(self.pm.list_name_plugin(), key=lambda np: str(np[0])):
+            if plugin is None:
+                continue
+            hooks = tuple(sorted(h.name for h in self.pm.get_hookcallers(plugin) or ()))
+            module = getattr(plugin, "__name__", None) or type(plugin).__module__
+            infos.append(
+                PluginInfo(name=str(name), module=str(module), version=self.versions.get(str(name)), hooks=hooks)
+            )
+        return infos
+
+    def providers(self) -> dict[str, Provider]:
+        """Every registered provider by name; a name registered twice is an error."""
+        found: dict[str, Provider] = {}
+        for provider in collect(self.pm.hook.vmx_register_providers()):
+            if provider.name in found and found[provider.name] is not provider:
+                raise PluginError(f"two plugins register the provider {provider.name!r}")
+            found[provider.name] = provider
+        return found
+
+
+def collect(results: Iterable[Any]) -> list[Any]:
+    """Flatten the list-of-lists a non-firstresult hook returns, skipping ``None``."""
+    out: list[Any] = []
+    for item in results:
+        if item is None:
+            continue
+        if isinstance(item, list | tuple):
+            out.extend(item)
+        else:
+            out.append(item)
+    return out

@@ -1,0 +1,79 @@
+"""A loaded config turned into live objects: provider clients, key index, resources.
+
+A :class:`Runtime` is immutable once built; a reload builds a new one and swaps it in, and
+requests that started on the old one finish on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+
+from attrs import define, field, frozen
+
+from vmx_core.config.convert import structure
+from vmx_core.config.models import ConnectionConfig, ResourceConfig, VmxConfig
+from vmx_core.errors import ConfigError
+from vmx_core.providers import ConnectionSpec, Provider, ProviderClient
+from vmx_core.security.apikeys import ApiKey
+
+
+@define
+class Connection:
+    name: str
+    provider: Provider
+    client: ProviderClient
+    config: ConnectionConfig
+
+
+@frozen
+class Tenant:
+    """One workspace/environment."""
+
+    workspace: str
+    environment: str
+    connections: Mapping[str, Connection]
+    resources: Mapping[str, ResourceConfig]
+
+
+@define
+class Runtime:
+    config: VmxConfig
+    tenants: dict[tuple[str, str], Tenant] = field(factory=dict)
+    #: sha256 hex -> key, for every environment: one dict lookup authenticates a request.
+    keys: dict[str, ApiKey] = field(factory=dict)
+
+    @classmethod
+    def build(cls, config: VmxConfig, providers: Mapping[str, Provider]) -> Runtime:
+        rt = cls(config)
+        for ws_name, ws in config.workspaces.items():
+            for env_name, env in ws.environments.items():
+                conns: dict[str, Connection] = {}
+                for name, conn in env.connections.items():
+                    provider = providers.get(conn.provider)
+                    if provider is None:
+                        path = f"$.workspaces.{ws_name}.environments.{env_name}.connections.{name}.provider"
+                        raise ConfigError(f"unknown provider {conn.provider!r}", path)
+                    options = structure(
+                        conn.options,
+                        provider.options_type,
+                        path=f"$.workspaces.{ws_name}.environments.{env_name}.connections.{name}.options",
+                    )
+                    spec = ConnectionSpec(
+                        workspace=ws_name,
+                        environment=env_name,
+                        name=name,
+                        provider=conn.provider,
+                        credentials=conn.credentials,
+                        options=options,
+                    )
+                    conns[name] = Connection(name, provider, provider.connect(spec), conn)
+                rt.tenants[(ws_name, env_name)] = Tenant(ws_name, env_name, conns, dict(env.resources))
+                for key_name, key_cfg in env.api_keys.items():
+                    key = ApiKey.from_config(ws_name, env_name, key_name, key_cfg)
+                    rt.keys[key.sha256] = key
+        return rt
+
+    async def aclose(self) -> None:
+        clients = [c.client for t in self.tenants.values() for c in t.connections.values()]
+        await asyncio.gather(*(c.aclose() for c in clients), return_exceptions=True)

@@ -1,0 +1,1 @@
+"""API keys, credential handling and (later) role policies."""

@@ -1,0 +1,91 @@
+"""Server-sent events: an incremental parser for upstream streams and an encoder.
+
+The parser keeps each event's raw bytes so a passthrough relay sends exactly what the upstream
+sent, without re-encoding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator
+
+from attrs import frozen
+
+
+@frozen
+class SSEEvent:
+    event: str | None
+    data: str
+    raw: bytes
+
+    @property
+    def is_done(self) -> bool:
+        return self.data == "[DONE]"
+
+
+def encode(data: bytes | str, event: str | None = None) -> bytes:
+    """One SSE frame.  ``data`` must be a single line (JSON from orjson always is)."""
+    body = data.encode() if isinstance(data, str) else data
+    if event:
+        return b"event: " + event.encode() + b"\ndata: " + body + b"\n\n"
+    return b"data: " + body + b"\n\n"
+
+
+class SSEParser:
+    """Feed bytes in any chunking, get whole events out (per the WHATWG algorithm, minus
+    ``id``/``retry``, which no LLM API uses)."""
+
+    def __init__(self) -> None:
+        self._buf = b""
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        self._buf += chunk
+        events: list[SSEEvent] = []
+        while True:
+            end, sep_len = _find_boundary(self._buf)
+            if end < 0:
+                break
+            block = self._buf[: end + sep_len]
+            self._buf = self._buf[end + sep_len :]
+            ev = _parse_block(block)
+            if ev is not None:
+                events.append(ev)
+        return events
+
+    @property
+    def pending(self) -> bytes:
+        """Bytes of an event that has not been terminated yet (a truncated stream)."""
+        return self._buf
+
+
+def _find_boundary(buf: bytes) -> tuple[int, int]:
+    best, best_len = -1, 0
+    for sep in (b"\n\n", b"\r\n\r\n", b"\r\r"):
+        i = buf.find(sep)
+        if i >= 0 and (best < 0 or i < best):
+            best, best_len = i, len(sep)
+    return best, best_len
+
+
+def _parse_block(block: bytes) -> SSEEvent | None:
+    event: str | None = None
+    data: list[str] = []
+    for raw_line in block.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n"):
+        if not raw_line or raw_line.startswith(b":"):
+            continue
+        name, _, value = raw_line.partition(b":")
+        if value.startswith(b" "):
+            value = value[1:]
+        if name == b"data":
+            data.append(value.decode("utf-8", errors="replace"))
+        elif name == b"event":
+            event = value.decode("utf-8", errors="replace")
+    if not data and event is None:
+        return None
+    return SSEEvent(event=event, data="\n".join(data), raw=block)
+
+
+async def parse_stream(chunks: AsyncIterable[bytes]) -> AsyncIterator[SSEEvent]:
+    parser = SSEParser()
+    async for chunk in chunks:
+        for ev in parser.feed(chunk):
+            yield ev

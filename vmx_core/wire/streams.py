@@ -1,0 +1,123 @@
+"""What the gateway needs to know about a stream in each dialect, event by event:
+is this event content, is the stream finished, what usage did it report, did it fail."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from attrs import define
+
+from vmx_core.wire import usage as usage_mod
+from vmx_core.wire.formats import Format
+from vmx_core.wire.sse import SSEEvent
+from vmx_core.wire.usage import Usage
+
+_RESPONSES_TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+@define
+class StreamWatcher:
+    format: Format
+    #: True when the gateway added ``stream_options.include_usage`` on the client's behalf;
+    #: the usage-only chunk is then consumed here instead of forwarded.
+    strip_usage_chunk: bool = False
+    terminal: bool = False
+    failed: str | None = None
+    usage: Usage | None = None
+    events: int = 0
+
+    def observe(self, ev: SSEEvent) -> bool:
+        """Record ``ev``; return whether it should be forwarded to the client."""
+        self.events += 1
+        if self.format is Format.CHAT_COMPLETIONS:
+            return self._chat(ev)
+        if self.format is Format.RESPONSES:
+            return self._responses(ev)
+        return self._anthropic(ev)
+
+    def _chat(self, ev: SSEEvent) -> bool:
+        if ev.is_done:
+            self.terminal = True
+            return True
+        # Parsing every chunk costs more than the relay itself; only a few carry what we need.
+        if '"usage"' in ev.data or '"error"' in ev.data:
+            data = _loads(ev.data)
+            if isinstance(data, dict):
+                if "error" in data and "choices" not in data:
+                    self.failed = _message(data.get("error"))
+                    return True
+                u = usage_mod.from_chat(data.get("usage"))
+                if u is not None:
+                    self.usage = u
+                    if self.strip_usage_chunk and not data.get("choices"):
+                        return False
+        return True
+
+    def _responses(self, ev: SSEEvent) -> bool:
+        kind = ev.event
+        if kind in _RESPONSES_TERMINAL or kind == "error" or kind is None:
+            data = _loads(ev.data)
+            if isinstance(data, dict):
+                kind = kind or data.get("type")
+                response = data.get("response")
+                if isinstance(response, dict):
+                    u = usage_mod.from_responses(response.get("usage"))
+                    if u is not None:
+                        self.usage = u
+                if kind == "error":
+                    self.failed = _message(data) or "error"
+                elif kind == "response.failed":
+                    err = response.get("error") if isinstance(response, dict) else None
+                    self.failed = _message(err) or "response.failed"
+        if kind in _RESPONSES_TERMINAL:
+            self.terminal = True
+        return True
+
+    def _anthropic(self, ev: SSEEvent) -> bool:
+        kind = ev.event
+        if kind in ("message_start", "message_delta", "error"):
+            data = _loads(ev.data)
+            if isinstance(data, dict):
+                if kind == "message_start":
+                    message = data.get("message") or {}
+                    self.usage = usage_mod.from_anthropic(message.get("usage"))
+                elif kind == "message_delta":
+                    out = usage_mod.from_anthropic(data.get("usage"))
+                    if out is not None:
+                        base = self.usage or Usage()
+                        self.usage = Usage(
+                            prompt_tokens=base.prompt_tokens or out.prompt_tokens,
+                            completion_tokens=out.completion_tokens,
+                            cached_tokens=base.cached_tokens or out.cached_tokens,
+                            cache_creation_tokens=base.cache_creation_tokens or out.cache_creation_tokens,
+                        )
+                else:
+                    self.failed = _message(data.get("error")) or "error"
+        elif kind == "message_stop":
+            self.terminal = True
+        return True
+
+
+def _loads(data: str) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _message(err: Any) -> str | None:
+    if isinstance(err, dict):
+        msg = err.get("message")
+        return str(msg) if msg is not None else None
+    return str(err) if err else None
+
+
+def usage_from_body(fmt: Format, body: Any) -> Usage | None:
+    if not isinstance(body, dict):
+        return None
+    if fmt is Format.CHAT_COMPLETIONS:
+        return usage_mod.from_chat(body.get("usage"))
+    if fmt is Format.RESPONSES:
+        return usage_mod.from_responses(body.get("usage"))
+    return usage_mod.from_anthropic(body.get("usage"))

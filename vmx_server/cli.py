@@ -1,0 +1,136 @@
+"""The ``vmx`` command (DESIGN §13)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from vmx_core.config.loader import load_config
+from vmx_core.errors import ConfigError, PluginError
+from vmx_core.plugins import Plugins
+from vmx_core.security.apikeys import generate_key, hash_key
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="vmx", description="vmx AI gateway")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the gateway (hypercorn)")
+    serve.add_argument("--config", required=True)
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int)
+    serve.add_argument("--log-level", default=os.environ.get("VMX_LOG_LEVEL", "info"))
+
+    check = sub.add_parser("check", help="validate a config file without starting")
+    check.add_argument("--config", required=True)
+
+    keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="keys_command", required=True)
+    create = keys.add_parser("create", help="generate a key; prints it once, with the hash to store")
+    create.add_argument("--config", required=True)
+    create.add_argument("--workspace", required=True)
+    create.add_argument("--environment", required=True)
+    create.add_argument("--name", required=True)
+    create.add_argument("--resources", required=True, help="comma-separated resource names, or *")
+
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        if args.command == "check":
+            return _check(args)
+        return _keys_create(args)
+    except (ConfigError, PluginError) as exc:
+        _print_error(exc)
+        return 2
+
+
+def _print_error(exc: Exception) -> None:
+    if isinstance(exc, ConfigError):
+        print("config error:", file=sys.stderr)
+        for path, message in exc.errors:
+            print(f"  {path}: {message}", file=sys.stderr)
+    else:
+        print(f"error: {exc}", file=sys.stderr)
+
+
+def _check(args: argparse.Namespace) -> int:
+    plugins = Plugins.load()
+    config = load_config(args.config, providers=plugins.providers())
+    envs = sum(len(ws.environments) for ws in config.workspaces.values())
+    resources = sum(len(e.resources) for ws in config.workspaces.values() for e in ws.environments.values())
+    print(f"ok: {args.config}: {len(config.workspaces)} workspace(s), {envs} environment(s), {resources} resource(s)")
+    return 0
+
+
+def _keys_create(args: argparse.Namespace) -> int:
+    config = load_config(args.config, providers=Plugins.load().providers())
+    ws = config.workspaces.get(args.workspace)
+    env = ws.environments.get(args.environment) if ws else None
+    if env is None:
+        raise ConfigError(f"no environment {args.workspace}/{args.environment} in {args.config}")
+    resources = [r.strip() for r in args.resources.split(",") if r.strip()]
+    unknown = [r for r in resources if r != "*" and r not in env.resources]
+    if unknown:
+        raise ConfigError(f"unknown resource(s): {', '.join(unknown)}")
+    key = generate_key()
+    print(f"key: {key}")
+    print("This key is shown once. Store only its hash in the config:\n")
+    print(f"        api_keys:\n          {args.name}:\n            key_sha256: \"{hash_key(key)}\"")
+    print(f"            resources: [{', '.join(resources)}]")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from hypercorn.asyncio import serve
+    from hypercorn.config import Config as HypercornConfig
+
+    from vmx_core import Gateway
+    from vmx_server import logging as vmx_logging
+    from vmx_server.app import create_app
+
+    vmx_logging.configure(args.log_level)
+    gateway = Gateway.from_file(args.config)
+    server = gateway.config.server
+    hc = HypercornConfig()
+    hc.bind = [f"{args.host or server.host}:{args.port or server.port}"]
+    hc.accesslog = None  # the gateway writes its own canonical line per request
+    hc.errorlog = "-"
+    hc.keep_alive_timeout = 75
+    hc.graceful_timeout = 30
+    workers = args.workers or server.workers
+    if workers > 1:
+        return _serve_workers(args, hc, workers)
+    app = create_app(gateway)
+
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # uvloop is optional on platforms without it
+        pass
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(app, hc, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+
+    asyncio.run(run())
+    return 0
+
+
+def _serve_workers(args: argparse.Namespace, hc: object, workers: int) -> int:
+    from hypercorn.run import run as hypercorn_run
+
+    # Each worker process builds its own gateway from the same file.
+    os.environ["VMX_CONFIG"] = os.path.abspath(args.config)
+    hc.application_path = "vmx_server.asgi:app"  # type: ignore[attr-defined]
+    hc.workers = workers  # type: ignore[attr-defined]
+    hc.worker_class = "uvloop"  # type: ignore[attr-defined]
+    return int(hypercorn_run(hc) or 0)  # type: ignore[arg-type]
