@@ -97,7 +97,8 @@ def _serve(args: argparse.Namespace) -> int:
     gateway = Gateway.from_file(args.config)
     server = gateway.config.server
     hc = HypercornConfig()
-    hc.bind = [f"{args.host or server.host}:{args.port or server.port}"]
+    port = args.port if args.port is not None else server.port
+    hc.bind = [f"{args.host or server.host}:{port}"]
     hc.accesslog = None  # the gateway writes its own canonical line per request
     hc.errorlog = "-"
     hc.keep_alive_timeout = 75

@@ -1,0 +1,202 @@
+"""A faithful fake of OpenAI's HTTP API on a loopback port, recording what it received.
+
+It answers ``POST {prefix}/chat/completions`` and ``POST {prefix}/responses`` with real JSON
+and real SSE.  The requested *model id* selects a behaviour, so one fake serves many
+resources in one gateway config:
+
+==================  ==========================================================================
+model               behaviour
+==================  ==========================================================================
+anything else       a normal answer ("echo: <last user text>")
+``status-NNN``      HTTP NNN with an OpenAI error body (``retry-after`` header for 429)
+``html-error``      HTTP 502 with an HTML page
+``non-json``        HTTP 200 with ``text/plain`` garbage
+``truncate``        a stream that stops after two content chunks, without its final event
+``close``           the connection is closed without any answer
+``hang``            never answers (until the client goes away; recorded in ``cancelled``)
+``stall``           a stream that sends two chunks and then nothing
+==================  ==========================================================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+
+def _echo_text(body: dict[str, Any]) -> str:
+    items = body.get("messages") or body.get("input") or []
+    if isinstance(items, str):
+        return f"echo: {items}"
+    for item in reversed(items):
+        if isinstance(item, dict) and item.get("role") == "user":
+            content = item.get("content")
+            if isinstance(content, list):
+                content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+            return f"echo: {content}"
+    return "echo: "
+
+
+class FakeOpenAI:
+    def __init__(self, prefix: str = "/v1") -> None:
+        self.prefix = prefix
+        self.requests: list[dict[str, Any]] = []
+        self.cancelled = 0
+        self.cancelled_event = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{self.prefix}"
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post(self.prefix + "/chat/completions", self._chat)
+        app.router.add_post(self.prefix + "/responses", self._responses)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _record(self, request: web.Request) -> dict[str, Any]:
+        raw = await request.read()
+        body = json.loads(raw)
+        self.requests.append({"path": request.path, "headers": dict(request.headers), "body": body})
+        return body
+
+    async def _behaviour(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse | None:
+        model = str(body.get("model", ""))
+        if model.startswith("status-"):
+            status = int(model.removeprefix("status-"))
+            headers = {"retry-after": "1"} if status == 429 else {}
+            err = {"error": {"message": f"fake upstream error {status}", "type": "invalid_request_error",
+                             "code": f"fake_{status}", "param": None}}
+            return web.json_response(err, status=status, headers=headers)
+        if model == "html-error":
+            return web.Response(status=502, text="<html><body><h1>502 Bad Gateway</h1></body></html>",
+                                content_type="text/html")
+        if model == "non-json":
+            return web.Response(status=200, text="this is not json", content_type="text/plain")
+        if model == "close":
+            assert request.transport is not None
+            request.transport.close()
+            raise asyncio.CancelledError  # aiohttp drops the handler; the client sees a disconnect
+        if model == "hang":
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                self.cancelled += 1
+                self.cancelled_event.set()
+                raise
+        return None
+
+    # -- chat completions ---------------------------------------------------------------------
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body = await self._record(request)
+        special = await self._behaviour(request, body)
+        if special is not None:
+            return special
+        text = _echo_text(body)
+        cid, created, model = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), body["model"]
+        usage = {"prompt_tokens": 11, "completion_tokens": len(text.split()), "total_tokens": 11 + len(text.split()),
+                 "prompt_tokens_details": {"cached_tokens": 3}, "completion_tokens_details": {"reasoning_tokens": 0}}
+        if not body.get("stream"):
+            return web.json_response({
+                "id": cid, "object": "chat.completion", "created": created, "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": None},
+                             "logprobs": None, "finish_reason": "stop"}],
+                "usage": usage, "system_fingerprint": "fp_fake",
+            })
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+            return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                    "system_fingerprint": "fp_fake",
+                    "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+
+        frames = [chunk({"role": "assistant", "content": ""})]
+        frames += [chunk({"content": w + " "}) for w in text.split()]
+        frames.append(chunk({}, "stop"))
+        opts = body.get("stream_options") or {}
+        if opts.get("include_usage"):
+            frames.append({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                           "choices": [], "usage": usage})
+        return await self._sse(request, model, [(None, f) for f in frames], done=True)
+
+    # -- responses ----------------------------------------------------------------------------
+
+    async def _responses(self, request: web.Request) -> web.StreamResponse:
+        body = await self._record(request)
+        special = await self._behaviour(request, body)
+        if special is not None:
+            return special
+        text = _echo_text(body)
+        rid, mid, created, model = f"resp_{uuid.uuid4().hex}", f"msg_{uuid.uuid4().hex}", int(time.time()), body["model"]
+        usage = {"input_tokens": 9, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": len(text.split()),
+                 "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 9 + len(text.split())}
+
+        def item(status: str, content: list[Any]) -> dict[str, Any]:
+            return {"type": "message", "id": mid, "status": status, "role": "assistant", "content": content}
+
+        def response(status: str, output: list[Any], with_usage: bool) -> dict[str, Any]:
+            return {"id": rid, "object": "response", "created_at": created, "status": status, "model": model,
+                    "output": output, "error": None, "incomplete_details": None, "instructions": None,
+                    "metadata": {}, "parallel_tool_calls": True, "temperature": 1.0, "top_p": 1.0,
+                    "tool_choice": "auto", "tools": [], "usage": usage if with_usage else None}
+
+        part = {"type": "output_text", "text": text, "annotations": []}
+        if not body.get("stream"):
+            return web.json_response(response("completed", [item("completed", [part])], True))
+        events: list[tuple[str | None, dict[str, Any]]] = []
+
+        def add(kind: str, **payload: Any) -> None:
+            events.append((kind, {"type": kind, "sequence_number": len(events), **payload}))
+
+        add("response.created", response=response("in_progress", [], False))
+        add("response.in_progress", response=response("in_progress", [], False))
+        add("response.output_item.added", output_index=0, item=item("in_progress", []))
+        add("response.content_part.added", item_id=mid, output_index=0, content_index=0,
+            part={**part, "text": ""})
+        for w in text.split():
+            add("response.output_text.delta", item_id=mid, output_index=0, content_index=0, delta=w + " ",
+                logprobs=[])
+        add("response.output_text.done", item_id=mid, output_index=0, content_index=0, text=text, logprobs=[])
+        add("response.content_part.done", item_id=mid, output_index=0, content_index=0, part=part)
+        add("response.output_item.done", output_index=0, item=item("completed", [part]))
+        add("response.completed", response=response("completed", [item("completed", [part])], True))
+        return await self._sse(request, model, events, done=False)
+
+    # -- SSE ----------------------------------------------------------------------------------
+
+    async def _sse(
+        self, request: web.Request, model: str, events: list[tuple[str | None, dict[str, Any]]], done: bool
+    ) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"content-type": "text/event-stream", "cache-control": "no-cache"})
+        await resp.prepare(request)
+        for i, (event, data) in enumerate(events):
+            if model in ("truncate", "stall") and i >= 3:
+                if model == "stall":
+                    try:
+                        await asyncio.Event().wait()
+                    except asyncio.CancelledError:
+                        self.cancelled += 1
+                        self.cancelled_event.set()
+                        raise
+                return resp  # ends the body without the final event
+            frame = (f"event: {event}\n" if event else "") + f"data: {json.dumps(data)}\n\n"
+            await resp.write(frame.encode())
+        if done:
+            await resp.write(b"data: [DONE]\n\n")
+        await resp.write_eof()
+        return resp
