@@ -34,6 +34,7 @@ from vmx_core.plugins import Plugins, collect
 from vmx_core.reply import Completion, Reply, StreamingCompletion
 from vmx_core.request import ClientRequest
 from vmx_core.runtime import Runtime
+from vmx_core.telemetry import record_request
 from vmx_core.wire.formats import Format
 
 log = structlog.get_logger("vmx.request")
@@ -157,6 +158,7 @@ class Gateway:
             record = ctx.audit_record()
             for sink in self.sinks:
                 sink.enqueue(record)
+        record_request(ctx)
         log.info("request", **ctx.log_fields())
 
     # -- convenience API for embedding ---------------------------------------------------------

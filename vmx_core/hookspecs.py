@@ -36,6 +36,7 @@ def vmx_register_providers() -> Sequence[Provider]:
     A provider is named by ``Provider.name``; a connection selects it with
     ``provider: NAME``.  Two plugins registering the same name is a startup error.
     """
+    raise NotImplementedError
 
 
 @hookspec(firstresult=True)
@@ -43,23 +44,27 @@ def vmx_capacity_store(uri: str) -> Any:
     """Return a capacity store for ``storage.capacity`` = ``uri``, or ``None`` if the URI's
     scheme is not yours.  The first non-``None`` answer wins; built-in stores are ``trylast``
     so a plugin can replace them.  The store's methods are async."""
+    raise NotImplementedError
 
 
 @hookspec
 def vmx_register_audit_sinks() -> Sequence[AuditSink]:
     """Return extra audit sinks.  Each receives every finished request's
     :class:`~vmx_core.audit.record.AuditRecord` through ``enqueue`` (which must not block)."""
+    raise NotImplementedError
 
 
 @hookspec
 def vmx_register_credential_ciphers() -> Sequence[Any]:
     """Return credential ciphers.  A cipher has a ``name`` (the ``<cipher>`` part of
     ``vmx:enc:v1:<cipher>:<base64>``) and async ``encrypt``/``decrypt`` methods."""
+    raise NotImplementedError
 
 
 @hookspec
 def vmx_register_rule_functions() -> dict[str, Callable[..., Any]]:
     """Return extra functions callable from routing-rule CEL expressions, by name."""
+    raise NotImplementedError
 
 
 @hookspec
@@ -69,17 +74,20 @@ def vmx_completion_wrapper(gateway: Gateway) -> Any:
     The wrapper is an async callable ``wrapper(request, call_next) -> Reply``; wrappers nest in
     registration order, outermost first.  Use it for policies that see every request
     (guardrails, extra headers, request rewriting)."""
+    raise NotImplementedError
 
 
 @hookspec
 def vmx_startup(gateway: Gateway) -> Any:
     """Called when the gateway starts.  May return an awaitable, which is awaited."""
+    raise NotImplementedError
 
 
 @hookspec
 def vmx_shutdown(gateway: Gateway) -> Any:
     """Called when the gateway stops, after in-flight requests finished.  May return an
     awaitable, which is awaited."""
+    raise NotImplementedError
 
 
 # ---------------------------------------------------------------------------------------------
@@ -90,9 +98,11 @@ def vmx_shutdown(gateway: Gateway) -> Any:
 @hookspec
 def vmx_register_routes() -> Sequence[Any]:
     """Return extra Starlette routes to mount on the server (``vmx_server`` only)."""
+    raise NotImplementedError
 
 
 @hookspec
 def vmx_asgi_wrapper(app: Any) -> Any:
     """Return an ASGI app wrapping ``app`` (middleware), or ``None`` (``vmx_server`` only).
     Wrappers apply in registration order."""
+    raise NotImplementedError

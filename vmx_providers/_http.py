@@ -3,7 +3,6 @@ connection, JSON and SSE calls, and the wrapping of every aiohttp error into the
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -121,7 +120,7 @@ class HttpClient:
     async def http_error(self, resp: aiohttp.ClientResponse) -> UpstreamHTTPError:
         try:
             raw = await resp.content.read(MAX_ERROR_BODY)
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             raw = b""
         message, etype, code, param = _error_fields(raw)
         if message is None:

@@ -7,6 +7,7 @@ import copy
 import datetime as dt
 import hashlib
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from vmx_core.config.convert import structure, unstructure
@@ -69,7 +70,7 @@ def resolve(rt: Runtime, ctx: RequestContext) -> None:
     ctx.timings.mark("resolve", t)
 
 
-def apply_overrides(resource: ResourceConfig, overrides: dict[str, Any], ctx: RequestContext) -> ResourceConfig:
+def apply_overrides(resource: ResourceConfig, overrides: Mapping[str, Any], ctx: RequestContext) -> ResourceConfig:
     """Deep-merge ``resourceConfigOverrides`` (DESIGN §4 Fix): only granted fields, and every
     model reference must stay on a connection of this environment."""
     assert ctx.key is not None and ctx.tenant is not None
