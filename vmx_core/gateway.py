@@ -33,6 +33,7 @@ from vmx_core.pipeline.stream import CLIENT_CLOSED
 from vmx_core.plugins import Plugins, collect
 from vmx_core.reply import Completion, Reply, StreamingCompletion
 from vmx_core.request import ClientRequest
+from vmx_core.routing.health import ConnectionHealth
 from vmx_core.runtime import Runtime
 from vmx_core.telemetry import record_request
 from vmx_core.wire.formats import Format
@@ -48,6 +49,8 @@ class Gateway:
     plugins: Plugins
     runtime: Runtime | None = None
     sinks: list[AuditSink] = field(factory=list)
+    #: Upstream outcomes per connection; kept across reloads.
+    health: ConnectionHealth = field(factory=ConnectionHealth)
     _handler: Handler | None = None
     started: bool = False
 
@@ -62,13 +65,13 @@ class Gateway:
         environ: Mapping[str, str] | None = None,
     ) -> Gateway:
         loaded = Plugins.load(plugins, environ=environ)
-        config = load_config(path, environ=environ, providers=loaded.providers())
+        config = load_config(path, environ=environ, providers=loaded.providers(), rule_functions=loaded.rule_functions())
         return cls(config, loaded)
 
     @classmethod
     def from_config(cls, config: VmxConfig, *, plugins: Iterable[object] = (), entry_points: bool = True) -> Gateway:
         loaded = Plugins.load(plugins, entry_points=entry_points)
-        validate(config, loaded.providers())
+        validate(config, loaded.providers(), loaded.rule_functions())
         return cls(config, loaded)
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -76,7 +79,7 @@ class Gateway:
     async def start(self) -> None:
         if self.started:
             return
-        self.runtime = Runtime.build(self.config, self.plugins.providers())
+        self.runtime = Runtime.build(self.config, self.plugins.providers(), self.plugins.rule_functions(), self.health)
         self.sinks = collect(self.plugins.hook.vmx_register_audit_sinks())
         for sink in self.sinks:
             await sink.start()
@@ -112,8 +115,8 @@ class Gateway:
 
     async def reload(self, config: VmxConfig) -> None:
         """Swap in a new config atomically; requests in flight finish on the old one."""
-        validate(config, self.plugins.providers())
-        new = Runtime.build(config, self.plugins.providers())
+        validate(config, self.plugins.providers(), self.plugins.rule_functions())
+        new = Runtime.build(config, self.plugins.providers(), self.plugins.rule_functions(), self.health)
         old, self.runtime, self.config = self.runtime, new, config
         if old is not None:
             await old.aclose()
@@ -154,6 +157,8 @@ class Gateway:
         if ctx.finished:
             return
         ctx.finished = True
+        for attempt in ctx.attempts:
+            self.health.record(ctx.request.workspace, ctx.request.environment, attempt)
         if self.sinks:
             record = ctx.audit_record()
             for sink in self.sinks:

@@ -19,6 +19,7 @@ from vmx_core.errors import PluginError
 
 if TYPE_CHECKING:
     from vmx_core.providers import Provider
+    from vmx_core.routing.rules import RuleFunctions
 
 ENTRY_POINT_GROUP = "vmx"
 
@@ -57,6 +58,10 @@ class Plugins:
         pm = pluggy.PluginManager("vmx")
         pm.add_hookspecs(hookspecs)
         plugins = cls(pm)
+        from vmx_core.routing import functions as builtin_rule_functions
+
+        # Core features use the same hooks as plugins, but are not optional.
+        pm.register(builtin_rule_functions, name="vmx.rule-functions")
         disabled = disabled_plugins(environ)
         if entry_points and "*" not in disabled:
             eps = sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
@@ -93,6 +98,14 @@ class Plugins:
                 PluginInfo(name=str(name), module=str(module), version=self.versions.get(str(name)), hooks=hooks)
             )
         return infos
+
+    def rule_functions(self) -> RuleFunctions:
+        from vmx_core.routing.rules import RuleFunctions
+
+        merged: dict[str, Any] = {}
+        for mapping in reversed(self.pm.hook.vmx_register_rule_functions()):
+            merged.update(mapping or {})
+        return RuleFunctions.from_mapping(merged)
 
     def providers(self) -> dict[str, Provider]:
         """Every registered provider by name; a name registered twice is an error."""

@@ -15,6 +15,8 @@ from vmx_core.config.convert import structure
 from vmx_core.config.models import ConnectionConfig, ResourceConfig, VmxConfig
 from vmx_core.errors import ConfigError
 from vmx_core.providers import ConnectionSpec, Provider, ProviderClient
+from vmx_core.routing.health import ConnectionHealth
+from vmx_core.routing.rules import RuleFunctions, RuleSet
 from vmx_core.security.apikeys import ApiKey
 
 
@@ -34,6 +36,8 @@ class Tenant:
     environment: str
     connections: Mapping[str, Connection]
     resources: Mapping[str, ResourceConfig]
+    #: Compiled routing rules of each resource that has any.
+    rules: Mapping[str, RuleSet]
 
 
 @define
@@ -42,10 +46,18 @@ class Runtime:
     tenants: dict[tuple[str, str], Tenant] = field(factory=dict)
     #: sha256 hex -> key, for every environment: one dict lookup authenticates a request.
     keys: dict[str, ApiKey] = field(factory=dict)
+    functions: RuleFunctions = field(factory=lambda: RuleFunctions({}, {}))
+    health: ConnectionHealth = field(factory=ConnectionHealth)
 
     @classmethod
-    def build(cls, config: VmxConfig, providers: Mapping[str, Provider]) -> Runtime:
-        rt = cls(config)
+    def build(
+        cls,
+        config: VmxConfig,
+        providers: Mapping[str, Provider],
+        functions: RuleFunctions | None = None,
+        health: ConnectionHealth | None = None,
+    ) -> Runtime:
+        rt = cls(config, functions=functions or RuleFunctions({}, {}), health=health or ConnectionHealth())
         for ws_name, ws in config.workspaces.items():
             for env_name, env in ws.environments.items():
                 conns: dict[str, Connection] = {}
@@ -68,7 +80,13 @@ class Runtime:
                         options=options,
                     )
                     conns[name] = Connection(name, provider, provider.connect(spec), conn)
-                rt.tenants[(ws_name, env_name)] = Tenant(ws_name, env_name, conns, dict(env.resources))
+                base = f"$.workspaces.{ws_name}.environments.{env_name}.resources"
+                rules = {
+                    name: RuleSet.compile(res.routing, rt.functions, f"{base}.{name}.routing")
+                    for name, res in env.resources.items()
+                    if res.routing
+                }
+                rt.tenants[(ws_name, env_name)] = Tenant(ws_name, env_name, conns, dict(env.resources), rules)
                 for key_name, key_cfg in env.api_keys.items():
                     key = ApiKey.from_config(ws_name, env_name, key_name, key_cfg)
                     rt.keys[key.sha256] = key

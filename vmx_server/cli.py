@@ -60,7 +60,7 @@ def _print_error(exc: Exception) -> None:
 
 def _check(args: argparse.Namespace) -> int:
     plugins = Plugins.load()
-    config = load_config(args.config, providers=plugins.providers())
+    config = load_config(args.config, providers=plugins.providers(), rule_functions=plugins.rule_functions())
     envs = sum(len(ws.environments) for ws in config.workspaces.values())
     resources = sum(len(e.resources) for ws in config.workspaces.values() for e in ws.environments.values())
     print(f"ok: {args.config}: {len(config.workspaces)} workspace(s), {envs} environment(s), {resources} resource(s)")
@@ -68,7 +68,8 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _keys_create(args: argparse.Namespace) -> int:
-    config = load_config(args.config, providers=Plugins.load().providers())
+    plugins = Plugins.load()
+    config = load_config(args.config, providers=plugins.providers(), rule_functions=plugins.rule_functions())
     ws = config.workspaces.get(args.workspace)
     env = ws.environments.get(args.environment) if ws else None
     if env is None:

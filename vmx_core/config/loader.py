@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -15,12 +15,16 @@ from vmx_core.config.validate import validate
 from vmx_core.errors import ConfigError
 from vmx_core.providers import Provider
 
+if TYPE_CHECKING:
+    from vmx_core.routing.rules import RuleFunctions
+
 
 def load_config(
     source: str | os.PathLike[str],
     *,
     environ: Mapping[str, str] | None = None,
     providers: Mapping[str, Provider] | None = None,
+    rule_functions: RuleFunctions | None = None,
 ) -> VmxConfig:
     """Read and validate the config file at ``source``.
 
@@ -33,7 +37,7 @@ def load_config(
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-    return parse_config(text, environ=environ, providers=providers)
+    return parse_config(text, environ=environ, providers=providers, rule_functions=rule_functions)
 
 
 def parse_config(
@@ -41,6 +45,7 @@ def parse_config(
     *,
     environ: Mapping[str, str] | None = None,
     providers: Mapping[str, Provider] | None = None,
+    rule_functions: RuleFunctions | None = None,
 ) -> VmxConfig:
     try:
         raw = yaml.safe_load(text)
@@ -48,7 +53,9 @@ def parse_config(
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(f"invalid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
-    return config_from_dict(raw if raw is not None else {}, environ=environ, providers=providers)
+    return config_from_dict(
+        raw if raw is not None else {}, environ=environ, providers=providers, rule_functions=rule_functions
+    )
 
 
 def config_from_dict(
@@ -56,6 +63,7 @@ def config_from_dict(
     *,
     environ: Mapping[str, str] | None = None,
     providers: Mapping[str, Provider] | None = None,
+    rule_functions: RuleFunctions | None = None,
 ) -> VmxConfig:
     from vmx_core.config.env import expand
 
@@ -63,5 +71,5 @@ def config_from_dict(
         raise ConfigError("the config must be a mapping at the top level")
     expanded = expand(raw, os.environ if environ is None else environ)
     config = structure(expanded, VmxConfig)
-    validate(config, providers)
+    validate(config, providers, rule_functions)
     return config

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from vmx_core.config.convert import structure
 from vmx_core.config.models import (
@@ -18,6 +19,9 @@ from vmx_core.config.models import (
 from vmx_core.errors import ConfigError
 from vmx_core.providers import Provider
 
+if TYPE_CHECKING:
+    from vmx_core.routing.rules import RuleFunctions
+
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -30,7 +34,11 @@ OVERRIDABLE = frozenset(
 Errors = list[tuple[str, str]]
 
 
-def validate(config: VmxConfig, providers: Mapping[str, Provider] | None = None) -> None:
+def validate(
+    config: VmxConfig,
+    providers: Mapping[str, Provider] | None = None,
+    rule_functions: RuleFunctions | None = None,
+) -> None:
     errors: Errors = []
     if config.limits.max_body_bytes <= 0:
         errors.append(("$.limits.max_body_bytes", "must be positive"))
@@ -46,8 +54,30 @@ def validate(config: VmxConfig, providers: Mapping[str, Provider] | None = None)
             path = f"$.workspaces.{ws_name}.environments.{env_name}"
             _check_name(env_name, path, errors)
             _check_environment(env, path, providers, errors)
+    if not errors:
+        # Rules compile only once references are known to be sound.
+        errors.extend(_compile_all_rules(config, rule_functions))
     if errors:
         raise ConfigError(errors)
+
+
+def _compile_all_rules(config: VmxConfig, rule_functions: RuleFunctions | None) -> Errors:
+    from vmx_core.routing.functions import vmx_register_rule_functions
+    from vmx_core.routing.rules import RuleFunctions, RuleSet
+
+    functions = rule_functions or RuleFunctions.from_mapping(vmx_register_rule_functions())
+    errors: Errors = []
+    for ws_name, ws in config.workspaces.items():
+        for env_name, env in ws.environments.items():
+            for name, res in env.resources.items():
+                if not res.routing:
+                    continue
+                path = f"$.workspaces.{ws_name}.environments.{env_name}.resources.{name}.routing"
+                try:
+                    RuleSet.compile(res.routing, functions, path)
+                except ConfigError as exc:
+                    errors.extend(exc.errors)
+    return errors
 
 
 def _check_name(name: str, path: str, errors: Errors) -> None:

@@ -10,14 +10,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from vmx_core.errors import UpstreamProtocolError
+from vmx_core.config.models import ModelRef
+from vmx_core.errors import ConfigError, InvalidRequest, UpstreamProtocolError
 from vmx_core.pipeline.context import RequestContext
 from vmx_core.pipeline.execute import first_event, run_legs, wants_stream_usage
 from vmx_core.pipeline.resolve import resolve
 from vmx_core.pipeline.stream import relay
 from vmx_core.providers import UpstreamCall
 from vmx_core.reply import Completion, Reply, StreamingCompletion
+from vmx_core.routing.functions import RuleContext
 from vmx_core.routing.legs import plan_legs
+from vmx_core.routing.rules import RuleSet
+from vmx_core.routing.variables import rule_variables
 from vmx_core.runtime import Connection, Runtime
 from vmx_core.wire.formats import Format
 from vmx_core.wire.streams import StreamWatcher, usage_from_body
@@ -33,8 +37,9 @@ async def run(rt: Runtime, ctx: RequestContext, finish: Finish) -> Reply:
     resolve(rt, ctx)
     assert ctx.resource is not None and ctx.envelope is not None
     t = time.perf_counter()
-    legs = plan_legs(ctx.resource, ctx.envelope.secondary_model_index)
-    t = ctx.timings.mark("routing", t)
+    routed = await route(rt, ctx) if ctx.envelope.secondary_model_index is None else None
+    legs = plan_legs(ctx.resource, ctx.envelope.secondary_model_index, routed)
+    ctx.timings.mark("routing", t)
     if ctx.stream:
         return await _stream(ctx, legs, finish)
     reply = await run_legs(ctx, legs, _send)
@@ -43,6 +48,30 @@ async def run(rt: Runtime, ctx: RequestContext, finish: Finish) -> Reply:
     completion = Completion(status=200, headers=ctx.headers(), body=reply)
     finish(ctx)
     return completion
+
+
+async def route(rt: Runtime, ctx: RequestContext) -> ModelRef | None:
+    """Evaluate the resource's rules once; the routed model heads the fallback chain."""
+    resource, tenant, name = ctx.resource, ctx.tenant, ctx.resource_name
+    assert resource is not None and tenant is not None and name is not None
+    assert ctx.envelope is not None and ctx.body is not None
+    if not resource.routing:
+        return None
+    rules = tenant.rules.get(name)
+    if rules is None or resource is not tenant.resources.get(name):
+        # Granted routing overrides: compiled per request (only for keys allowed to).
+        try:
+            rules = RuleSet.compile(resource.routing, rt.functions, "vmx.resourceConfigOverrides.routing")
+        except ConfigError as exc:
+            path, message = exc.errors[0]
+            raise InvalidRequest(f"{path}: {message}", param="vmx.resourceConfigOverrides.routing") from None
+    variables = rule_variables(
+        ctx.request.format, ctx.body, ctx.envelope.metadata, ctx.key.name if ctx.key else None
+    )
+    context = RuleContext(tenant.workspace, tenant.environment, resource.model.connection, rt.health)
+    decision = await rules.route(variables, rt.functions, context, ctx.envelope.correlation_id)
+    ctx.routing_rule = decision.rule
+    return decision.ref
 
 
 async def _send(ctx: RequestContext, conn: Connection, call: UpstreamCall) -> bytes:
