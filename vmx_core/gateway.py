@@ -33,6 +33,7 @@ from vmx_core.pipeline.stream import CLIENT_CLOSED
 from vmx_core.plugins import Plugins, collect
 from vmx_core.reply import Completion, Reply, StreamingCompletion
 from vmx_core.request import ClientRequest
+from vmx_core.routing.breaker import CircuitBreaker
 from vmx_core.routing.health import ConnectionHealth
 from vmx_core.runtime import Runtime
 from vmx_core.telemetry import record_request
@@ -51,6 +52,7 @@ class Gateway:
     sinks: list[AuditSink] = field(factory=list)
     #: Upstream outcomes per connection; kept across reloads.
     health: ConnectionHealth = field(factory=ConnectionHealth)
+    breaker: CircuitBreaker = field(factory=CircuitBreaker)
     _handler: Handler | None = None
     started: bool = False
 
@@ -79,7 +81,7 @@ class Gateway:
     async def start(self) -> None:
         if self.started:
             return
-        self.runtime = Runtime.build(self.config, self.plugins.providers(), self.plugins.rule_functions(), self.health)
+        self.runtime = Runtime.build(self.config, self.plugins.providers(), self.plugins.rule_functions(), self.health, self.breaker)
         self.sinks = collect(self.plugins.hook.vmx_register_audit_sinks())
         for sink in self.sinks:
             await sink.start()
@@ -116,7 +118,7 @@ class Gateway:
     async def reload(self, config: VmxConfig) -> None:
         """Swap in a new config atomically; requests in flight finish on the old one."""
         validate(config, self.plugins.providers(), self.plugins.rule_functions())
-        new = Runtime.build(config, self.plugins.providers(), self.plugins.rule_functions(), self.health)
+        new = Runtime.build(config, self.plugins.providers(), self.plugins.rule_functions(), self.health, self.breaker)
         old, self.runtime, self.config = self.runtime, new, config
         if old is not None:
             await old.aclose()

@@ -15,6 +15,7 @@ from vmx_core.config.convert import structure
 from vmx_core.config.models import ConnectionConfig, ResourceConfig, VmxConfig
 from vmx_core.errors import ConfigError
 from vmx_core.providers import ConnectionSpec, Provider, ProviderClient
+from vmx_core.routing.breaker import CircuitBreaker
 from vmx_core.routing.health import ConnectionHealth
 from vmx_core.routing.rules import RuleFunctions, RuleSet
 from vmx_core.security.apikeys import ApiKey
@@ -48,6 +49,7 @@ class Runtime:
     keys: dict[str, ApiKey] = field(factory=dict)
     functions: RuleFunctions = field(factory=lambda: RuleFunctions({}, {}))
     health: ConnectionHealth = field(factory=ConnectionHealth)
+    breaker: CircuitBreaker = field(factory=CircuitBreaker)
 
     @classmethod
     def build(
@@ -56,8 +58,14 @@ class Runtime:
         providers: Mapping[str, Provider],
         functions: RuleFunctions | None = None,
         health: ConnectionHealth | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> Runtime:
-        rt = cls(config, functions=functions or RuleFunctions({}, {}), health=health or ConnectionHealth())
+        rt = cls(
+            config,
+            functions=functions or RuleFunctions({}, {}),
+            health=health or ConnectionHealth(),
+            breaker=breaker or CircuitBreaker(),
+        )
         for ws_name, ws in config.workspaces.items():
             for env_name, env in ws.environments.items():
                 conns: dict[str, Connection] = {}

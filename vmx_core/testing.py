@@ -127,10 +127,12 @@ def make_test_gateway(
     resource: Mapping[str, Any] | None = None,
     plugins: Iterable[object] = (),
     key: str = TEST_KEY,
+    connections: Iterable[str] = ("fake",),
 ) -> Gateway:
     """A gateway with workspace/environment ``test``/``test``, a connection ``fake`` and a
     resource ``chat`` on it (with ``fallback`` to the same connection if asked), callable with
-    ``key``.  Entry-point plugins are not loaded: only ``provider`` and ``plugins``."""
+    ``key``.  ``connections`` names more connections, all on ``provider``.  Entry-point
+    plugins are not loaded: only ``provider`` and ``plugins``."""
     provider = provider or FakeProvider()
     res: dict[str, Any] = dict(resource or {"model": {"connection": "fake", "model": "fake-1"}})
     if fallback:
@@ -140,7 +142,7 @@ def make_test_gateway(
             "test": {
                 "environments": {
                     "test": {
-                        "connections": {"fake": {"provider": provider.name}},
+                        "connections": {name: {"provider": provider.name} for name in connections},
                         "resources": {"chat": res},
                         "api_keys": {"test": {"key_sha256": hash_key(key), "resources": ["*"]}},
                     }

@@ -41,8 +41,8 @@ async def run(rt: Runtime, ctx: RequestContext, finish: Finish) -> Reply:
     legs = plan_legs(ctx.resource, ctx.envelope.secondary_model_index, routed)
     ctx.timings.mark("routing", t)
     if ctx.stream:
-        return await _stream(ctx, legs, finish)
-    reply = await run_legs(ctx, legs, _send)
+        return await _stream(rt, ctx, legs, finish)
+    reply = await run_legs(ctx, legs, _send, rt.breaker)
     ctx.timings.mark("respond", time.perf_counter())
     ctx.status = 200
     completion = Completion(status=200, headers=ctx.headers(), body=reply)
@@ -82,7 +82,7 @@ async def _send(ctx: RequestContext, conn: Connection, call: UpstreamCall) -> by
     return reply.body
 
 
-async def _stream(ctx: RequestContext, legs: list[Any], finish: Finish) -> StreamingCompletion:
+async def _stream(rt: Runtime, ctx: RequestContext, legs: list[Any], finish: Finish) -> StreamingCompletion:
     assert ctx.body is not None and ctx.resource is not None
     fmt = ctx.request.format
     client_wants_usage = wants_stream_usage(fmt, ctx.body)
@@ -110,6 +110,6 @@ async def _stream(ctx: RequestContext, legs: list[Any], finish: Finish) -> Strea
         frames = relay(ctx, upstream, events, first, watcher, idle, finish)
         return StreamingCompletion(status=200, headers={}, frames=frames)
 
-    reply = await run_legs(ctx, legs, attempt)
+    reply = await run_legs(ctx, legs, attempt, rt.breaker)
     reply.headers = ctx.headers()
     return reply

@@ -23,6 +23,8 @@ from vmx_core.errors import (
 from vmx_core.pipeline.context import RequestContext
 from vmx_core.pipeline.resolve import upstream_body
 from vmx_core.providers import UpstreamCall
+from vmx_core.routing.breaker import CircuitBreaker
+from vmx_core.routing.health import is_upstream_failure
 from vmx_core.routing.legs import Leg, should_fail_over
 from vmx_core.runtime import Connection
 from vmx_core.wire.formats import Format
@@ -33,7 +35,9 @@ T = TypeVar("T")
 LegFn = Callable[[RequestContext, Connection, UpstreamCall], Awaitable[T]]
 
 
-async def run_legs(ctx: RequestContext, legs: list[Leg], attempt: LegFn[T]) -> T:
+async def run_legs(
+    ctx: RequestContext, legs: list[Leg], attempt: LegFn[T], breaker: CircuitBreaker | None = None
+) -> T:
     """Run ``attempt`` on each leg in turn until one succeeds.
 
     Raises the client-facing error: ``UpstreamRejected`` for a 4xx that is the client's fault,
@@ -47,6 +51,11 @@ async def run_legs(ctx: RequestContext, legs: list[Leg], attempt: LegFn[T]) -> T
         if fmt not in conn.provider.formats:
             unsupported.append(f"{conn.name} ({conn.provider.name})")
             ctx.attempts.append(Attempt(conn.name, conn.provider.name, leg.ref.model, None, "unsupported_format", 0.0))
+            continue
+        circuit = (ctx.tenant.workspace, ctx.tenant.environment, conn.name)
+        cb_config = ctx.resource.circuit_breaker if breaker is not None else None
+        if breaker is not None and cb_config is not None and not breaker.allow(circuit, cb_config):
+            ctx.attempts.append(Attempt(conn.name, conn.provider.name, leg.ref.model, None, "circuit_open", 0.0))
             continue
         tries = 1 + leg.ref.max_retries
         for try_no in range(tries):
@@ -75,6 +84,8 @@ async def run_legs(ctx: RequestContext, legs: list[Leg], attempt: LegFn[T]) -> T
                 ctx.attempts.append(
                     Attempt(conn.name, conn.provider.name, leg.ref.model, 200, None, (time.perf_counter() - started) * 1000)
                 )
+                if breaker is not None and cb_config is not None:
+                    breaker.record(circuit, failed=False)
                 return result
             finally:
                 ctx.timings.upstream_ms += (time.perf_counter() - started) * 1000
@@ -82,7 +93,15 @@ async def run_legs(ctx: RequestContext, legs: list[Leg], attempt: LegFn[T]) -> T
             ctx.attempts.append(
                 Attempt(conn.name, conn.provider.name, leg.ref.model, status, error.reason, (time.perf_counter() - started) * 1000)
             )
-            if ctx.remaining() <= 0:
+            if breaker is not None and cb_config is not None:
+                failed = is_upstream_failure(ctx.attempts[-1])
+                if failed is not None:
+                    breaker.record(circuit, failed=failed)
+            # A leg timed out on the request deadline itself: that is a 504 even when the timer
+            # fired a hair before ``remaining()`` (perf_counter) reaches 0 -- the event loop's
+            # clock is another clock, with coarser (uvloop: millisecond) resolution.
+            deadline_hit = isinstance(error, UpstreamTimeoutError) and leg_timeout >= remaining
+            if deadline_hit or ctx.remaining() <= 0:
                 raise UpstreamTimeout(_timeout_message(ctx))
             if not should_fail_over(error, ctx.resource):
                 raise _rejected(error)

@@ -22,9 +22,9 @@ from typing import Any
 
 import celpy
 import lark
+from attrs import frozen
 from celpy.adapter import json_to_cel
 from celpy.celparser import CELParseError
-from attrs import frozen
 
 from vmx_core.routing.values import (
     EvalError,
