@@ -15,6 +15,10 @@ anything else       a normal answer ("echo: <last user text>")
 ``close``           the connection is closed without any answer
 ``hang``            never answers (until the client goes away; recorded in ``cancelled``)
 ``stall``           a stream that sends two chunks and then nothing
+``truncate-early``  a stream cut after its lifecycle frames, before any content
+``stall-early``     a stream that stalls after its lifecycle frames, before any content
+``error-first``     a stream whose first event is an error
+``leak-key``        HTTP 401 whose error message quotes the ``Authorization`` header it received
 ==================  ==========================================================================
 """
 
@@ -48,8 +52,18 @@ class FakeOpenAI:
         self.requests: list[dict[str, Any]] = []
         self.cancelled = 0
         self.cancelled_event = asyncio.Event()
+        #: Set when a request has arrived (before it is answered): what a test awaits before
+        #: abandoning a ``hang`` request.
+        self.received_event = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.port = 0
+
+    def reset(self) -> None:
+        """Forget what was received, so one fake (and one gateway) can serve many tests."""
+        self.requests.clear()
+        self.cancelled = 0
+        self.cancelled_event = asyncio.Event()
+        self.received_event = asyncio.Event()
 
     @property
     def base_url(self) -> str:
@@ -59,7 +73,9 @@ class FakeOpenAI:
         app = web.Application()
         app.router.add_post(self.prefix + "/chat/completions", self._chat)
         app.router.add_post(self.prefix + "/responses", self._responses)
-        self._runner = web.AppRunner(app, access_log=None)
+        # handler_cancellation: a handler is cancelled when its client goes away, which is how
+        # ``hang`` and ``stall`` notice that the gateway abandoned them (aiohttp's default is off).
+        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
@@ -73,6 +89,7 @@ class FakeOpenAI:
         raw = await request.read()
         body = json.loads(raw)
         self.requests.append({"path": request.path, "headers": dict(request.headers), "body": body})
+        self.received_event.set()
         return body
 
     async def _behaviour(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse | None:
@@ -83,6 +100,12 @@ class FakeOpenAI:
             err = {"error": {"message": f"fake upstream error {status}", "type": "invalid_request_error",
                              "code": f"fake_{status}", "param": None}}
             return web.json_response(err, status=status, headers=headers)
+        if model == "leak-key":
+            # Some real upstreams echo the credential they rejected; the gateway must mask it.
+            auth = request.headers.get("Authorization", "")
+            err = {"error": {"message": f"Incorrect API key provided: {auth.removeprefix('Bearer ')}",
+                             "type": "invalid_request_error", "code": "invalid_api_key", "param": None}}
+            return web.json_response(err, status=401)
         if model == "html-error":
             return web.Response(status=502, text="<html><body><h1>502 Bad Gateway</h1></body></html>",
                                 content_type="text/html")
@@ -184,8 +207,21 @@ class FakeOpenAI:
     ) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"content-type": "text/event-stream", "cache-control": "no-cache"})
         await resp.prepare(request)
+        # Cut after two content frames: chat opens with one role frame, Responses with four
+        # lifecycle events, so the cut always lands after content reached the client.
+        cut = 3 if done else 6
+        if model in ("truncate-early", "stall-early"):
+            cut = 1 if done else 4  # only lifecycle frames were sent
+            model = model.removesuffix("-early")
+        if model == "error-first":
+            frame = {"error": {"message": "overloaded", "type": "server_error", "code": "overloaded"}}
+            kind = "" if done else "event: error\n"
+            payload = frame if done else {"type": "error", "code": "overloaded", "message": "overloaded", "sequence_number": 0}
+            await resp.write(f"{kind}data: {json.dumps(payload)}\n\n".encode())
+            await resp.write_eof()
+            return resp
         for i, (event, data) in enumerate(events):
-            if model in ("truncate", "stall") and i >= 3:
+            if model in ("truncate", "stall") and i >= cut:
                 if model == "stall":
                     try:
                         await asyncio.Event().wait()

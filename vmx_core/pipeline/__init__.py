@@ -97,17 +97,25 @@ async def _stream(rt: Runtime, ctx: RequestContext, legs: list[Any], finish: Fin
             strip = True
         upstream = await conn.client.open_stream(call)
         events = aiter(upstream)
+        watcher = StreamWatcher(fmt, strip_usage_chunk=strip)
+        # Hold lifecycle frames back until the first content: until then nothing has reached
+        # the client, so a failing leg can still fail over invisibly (DESIGN §9).
+        held: list[bytes] = []
         try:
-            first = await first_event(events, min(idle, call.timeout))
+            while not (watcher.content_started or watcher.terminal):
+                ev = await first_event(events, min(idle, ctx.remaining()))
+                if watcher.observe(ev):
+                    held.append(ev.raw)
+                if watcher.failed:
+                    raise UpstreamProtocolError(f"the upstream stream failed before any content: {watcher.failed}")
         except StopAsyncIteration:
             await upstream.aclose()
-            raise UpstreamProtocolError("the upstream stream ended without sending anything") from None
+            raise UpstreamProtocolError("the upstream stream ended before any content") from None
         except BaseException:
             await upstream.aclose()
             raise
         ctx.timings.ttft_ms = ctx.timings.elapsed_ms()
-        watcher = StreamWatcher(fmt, strip_usage_chunk=strip)
-        frames = relay(ctx, upstream, events, first, watcher, idle, finish)
+        frames = relay(ctx, upstream, events, held, watcher, idle, finish)
         return StreamingCompletion(status=200, headers={}, frames=frames)
 
     reply = await run_legs(ctx, legs, attempt, rt.breaker)

@@ -13,7 +13,7 @@ from attrs import define, field
 from vmx_core.audit.record import Attempt, AuditRecord
 from vmx_core.config.models import ResourceConfig
 from vmx_core.errors import RequestError
-from vmx_core.request import ClientRequest, Envelope, metadata_headers
+from vmx_core.request import ClientRequest, Envelope, header_value, metadata_headers
 from vmx_core.runtime import Connection, Tenant
 from vmx_core.security.apikeys import ApiKey
 from vmx_core.timing import Timings
@@ -51,7 +51,7 @@ class RequestContext:
         env = self.envelope
         if env is not None:
             if env.correlation_id:
-                h["x-vmx-correlation-id"] = env.correlation_id
+                h["x-vmx-correlation-id"] = header_value(env.correlation_id)
             h.update(metadata_headers(env.metadata))
         if self.resource_name and self.resource is not None:
             h["x-vmx-resource"] = self.resource_name

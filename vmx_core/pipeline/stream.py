@@ -26,7 +26,7 @@ async def relay(
     ctx: RequestContext,
     upstream: UpstreamStream,
     events: AsyncIterator[SSEEvent],
-    first: SSEEvent,
+    held: list[bytes],
     watcher: StreamWatcher,
     idle: float,
     finish: Callable[[RequestContext], None],
@@ -34,8 +34,8 @@ async def relay(
     ctx.status = CLIENT_CLOSED
     fmt = ctx.request.format
     try:
-        if watcher.observe(first):
-            yield first.raw
+        for frame in held:
+            yield frame
         while not watcher.terminal:
             wait = min(idle, ctx.remaining())
             started = time.perf_counter()

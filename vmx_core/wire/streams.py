@@ -14,6 +14,28 @@ from vmx_core.wire.sse import SSEEvent
 from vmx_core.wire.usage import Usage
 
 _RESPONSES_TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
+#: Frames that open a stream but carry nothing of the answer yet.
+_RESPONSES_LIFECYCLE = frozenset(
+    {"response.created", "response.queued", "response.in_progress", "response.output_item.added",
+     "response.content_part.added"}
+)
+_ANTHROPIC_LIFECYCLE = frozenset({"message_start", "content_block_start", "ping"})
+_CHAT_CONTENT_KEYS = ("content", "tool_calls", "function_call", "refusal", "reasoning_content")
+
+
+def _chat_has_content(chunk: Any) -> bool:
+    if not isinstance(chunk, dict):
+        return False
+    for choice in chunk.get("choices") or []:
+        if not isinstance(choice, dict):
+            continue
+        if choice.get("finish_reason"):
+            return True
+        delta = choice.get("delta")
+        if isinstance(delta, dict) and any(delta.get(k) for k in _CHAT_CONTENT_KEYS):
+            return True
+    # A usage-only chunk, or anything else with data and no choices, counts as content too.
+    return not chunk.get("choices") and bool(chunk.get("usage"))
 
 
 @define
@@ -26,6 +48,8 @@ class StreamWatcher:
     failed: str | None = None
     usage: Usage | None = None
     events: int = 0
+    #: Set by the first event that carries content (not a lifecycle frame).
+    content_started: bool = False
 
     def observe(self, ev: SSEEvent) -> bool:
         """Record ``ev``; return whether it should be forwarded to the client."""
@@ -40,6 +64,13 @@ class StreamWatcher:
         if ev.is_done:
             self.terminal = True
             return True
+        if not self.content_started:
+            data = _loads(ev.data)
+            if isinstance(data, dict) and "error" in data and "choices" not in data:
+                self.failed = _message(data.get("error")) or "error"
+                return True
+            if _chat_has_content(data):
+                self.content_started = True
         # Parsing every chunk costs more than the relay itself; only a few carry what we need.
         if '"usage"' in ev.data or '"error"' in ev.data:
             data = _loads(ev.data)
@@ -56,6 +87,10 @@ class StreamWatcher:
 
     def _responses(self, ev: SSEEvent) -> bool:
         kind = ev.event
+        if not self.content_started:
+            data = _loads(ev.data) if kind is None else None
+            if (kind or (data.get("type") if isinstance(data, dict) else None)) not in _RESPONSES_LIFECYCLE:
+                self.content_started = True
         if kind in _RESPONSES_TERMINAL or kind == "error" or kind is None:
             data = _loads(ev.data)
             if isinstance(data, dict):
@@ -76,6 +111,8 @@ class StreamWatcher:
 
     def _anthropic(self, ev: SSEEvent) -> bool:
         kind = ev.event
+        if kind not in _ANTHROPIC_LIFECYCLE:
+            self.content_started = True
         if kind in ("message_start", "message_delta", "error"):
             data = _loads(ev.data)
             if isinstance(data, dict):
