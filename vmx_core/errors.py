@@ -109,8 +109,10 @@ class UpstreamHTTPError(ProviderError):
         self.error_type = error_type
         self.error_code = error_code
         self.param = param
-        # 429 and 5xx are the upstream's problem; other 4xx are the client's (DESIGN §9).
-        self.retryable = status == 429 or status >= 500 or status == 408
+        # 429 and 5xx are the upstream's problem; other 4xx are the client's (DESIGN §9) --
+        # except 401/403: the client never chose the upstream credential, so a refused one is
+        # the connection's fault, and another connection may well answer.
+        self.retryable = status in (401, 403, 408, 429) or status >= 500
 
 
 class UpstreamConnectionError(ProviderError):

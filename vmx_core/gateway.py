@@ -150,6 +150,15 @@ class Gateway:
             self._finish(ctx)
             raise
 
+    def reject(self, request: ClientRequest, err: RequestError) -> RequestError:
+        """Record a request the server refused before the pipeline ran (bad key, unknown
+        tenant, body too large): it still gets a request id, a log line and an audit record."""
+        ctx = RequestContext(request)
+        ctx.status, ctx.error = err.status, err
+        err.headers.update(ctx.headers())
+        self._finish(ctx)
+        return err
+
     def authenticate(self, api_key: str | None, workspace: str, environment: str) -> None:
         """Check a key before reading a body (so unauthenticated callers learn nothing)."""
         assert self.runtime is not None

@@ -8,6 +8,7 @@ import re
 import signal
 import sys
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import yaml
@@ -27,6 +28,7 @@ class VmxProcess:
         self.port = 0
         self._log: list[bytes] = []
         self._pump: asyncio.Task[None] | None = None
+        self._new_output = asyncio.Event()
 
     @property
     def url(self) -> str:
@@ -58,6 +60,22 @@ class VmxProcess:
         assert self.proc is not None and self.proc.stdout is not None
         while line := await self.proc.stdout.readline():
             self._log.append(line)
+            self._new_output.set()
+
+    async def wait_for_output(self, predicate: Callable[[str], bool], timeout: float = 10.0) -> str:
+        """The first output line satisfying ``predicate``, awaiting it if not printed yet."""
+        seen = 0
+        async with asyncio.timeout(timeout):
+            while True:
+                lines = self._log[seen:]
+                seen += len(lines)
+                for raw in lines:
+                    line = raw.decode("utf-8", "replace")
+                    if predicate(line):
+                        return line
+                self._new_output.clear()
+                if seen == len(self._log):
+                    await self._new_output.wait()
 
     def output(self) -> str:
         return b"".join(self._log).decode("utf-8", "replace")

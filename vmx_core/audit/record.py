@@ -20,6 +20,8 @@ class Attempt:
     status: int | None
     reason: str | None
     duration_ms: float
+    #: The upstream's own words, scrubbed of credentials and cut short.
+    message: str | None = None
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -29,6 +31,7 @@ class Attempt:
             "status": self.status,
             "reason": self.reason,
             "duration_ms": round(self.duration_ms, 3),
+            "message": self.message,
         }
 
 

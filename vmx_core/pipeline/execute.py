@@ -91,7 +91,10 @@ async def run_legs(
                 ctx.timings.upstream_ms += (time.perf_counter() - started) * 1000
             status = error.status if isinstance(error, UpstreamHTTPError) else None
             ctx.attempts.append(
-                Attempt(conn.name, conn.provider.name, leg.ref.model, status, error.reason, (time.perf_counter() - started) * 1000)
+                Attempt(
+                    conn.name, conn.provider.name, leg.ref.model, status, error.reason,
+                    (time.perf_counter() - started) * 1000, error.message[:300],
+                )
             )
             if breaker is not None and cb_config is not None:
                 failed = is_upstream_failure(ctx.attempts[-1])
@@ -138,7 +141,7 @@ def _failed_message(ctx: RequestContext) -> str:
     parts = []
     for a in ctx.attempts:
         what = f"HTTP {a.status}" if a.status else a.reason
-        parts.append(f"{a.connection}/{a.model}: {what}")
+        parts.append(f"{a.connection}/{a.model}: {what}" + (f" ({a.message})" if a.message else ""))
     return "all upstream attempts failed: " + "; ".join(parts)
 
 

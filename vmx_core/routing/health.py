@@ -1,7 +1,8 @@
 """Per-connection outcome counters in one-minute buckets: the data behind ``error_rate()``
 (and, later, the circuit breaker).  In-process; a shared store comes with the Redis backend.
 
-Only the upstream's own failures count (connection errors, timeouts, stalls, 429, 5xx): a
+Only the upstream's own failures count (connection errors, timeouts, stalls, a refused
+credential, 408, 429, 5xx): a
 client's bad request and the gateway's own capacity refusals say nothing about the upstream's
 health, and counting them would let self-inflicted throttling trip routing rules.
 """
@@ -29,7 +30,7 @@ def is_upstream_failure(attempt: Attempt) -> bool | None:
     if attempt.reason in _HEALTH_FAILURES:
         return True
     if attempt.reason == "http_error" and attempt.status is not None:
-        return attempt.status == 429 or attempt.status >= 500
+        return attempt.status in (401, 403, 408, 429) or attempt.status >= 500
     return None
 
 

@@ -41,13 +41,17 @@ def completion_endpoint(gateway: Gateway, fmt: Format) -> Callable[[Request], Aw
     async def endpoint(request: Request) -> Response:
         ws = request.path_params["workspace"]
         env = request.path_params["environment"]
+        api_key = api_key_of(request)
         try:
-            api_key = api_key_of(request)
+            # Before reading the body: an unauthenticated caller learns nothing, not even
+            # whether its body was too large.
             gateway.authenticate(api_key, ws, env)
             body = await read_body(request, gateway.config.limits.max_body_bytes)
-            call = ClientRequest(
-                fmt, ws, env, body, api_key, request.headers, _source_ip(request)
-            )
+        except RequestError as err:
+            refused = ClientRequest(fmt, ws, env, b"", api_key, request.headers, _source_ip(request))
+            return error_response(gateway.reject(refused, err), dialect)
+        try:
+            call = ClientRequest(fmt, ws, env, body, api_key, request.headers, _source_ip(request))
             reply = await cancel_on_disconnect(request, gateway.handle(call))
         except RequestError as err:
             return error_response(err, dialect)
