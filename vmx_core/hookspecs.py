@@ -72,8 +72,9 @@ def vmx_completion_wrapper(gateway: Gateway) -> Any:
     """Return a wrapper around the completion pipeline, or ``None``.
 
     The wrapper is an async callable ``wrapper(request, call_next) -> Reply``; wrappers nest in
-    registration order, outermost first.  Use it for policies that see every request
-    (guardrails, extra headers, request rewriting)."""
+    pluggy's call order, outermost first (the plugin registered last, or ``tryfirst``, is the
+    outermost).  Use it for policies that see every request (guardrails, extra headers,
+    request rewriting)."""
     raise NotImplementedError
 
 

@@ -13,6 +13,7 @@ import orjson
 from attrs import define, field
 
 from vmx_core.errors import (
+    InvalidRequest,
     ProviderError,
     UpstreamConnectionError,
     UpstreamHTTPError,
@@ -77,7 +78,7 @@ class HttpClient:
         try:
             async with self.session().post(
                 self.base_url + path,
-                data=orjson.dumps(body),
+                data=encode_body(body),
                 headers={"content-type": "application/json", **(headers or {})},
                 timeout=aiohttp.ClientTimeout(total=timeout),
             ) as resp:
@@ -93,7 +94,7 @@ class HttpClient:
         try:
             resp = await self.session().post(
                 self.base_url + path,
-                data=orjson.dumps(body),
+                data=encode_body(body),
                 headers={"content-type": "application/json", "accept": "text/event-stream", **(headers or {})},
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout),
             )
@@ -134,6 +135,15 @@ class HttpClient:
             param=param,
             retry_after=parse_retry_after(resp.headers.get("retry-after")),
         )
+
+
+def encode_body(body: Mapping[str, Any]) -> bytes:
+    """The upstream body as JSON.  orjson parses 1024 levels of nesting but writes only 254,
+    so a body between the two is the client's error (400), not an unhandled TypeError (500)."""
+    try:
+        return orjson.dumps(body)
+    except orjson.JSONEncodeError as exc:
+        raise InvalidRequest(f"request body cannot be sent upstream: {exc} (nested too deeply?)") from None
 
 
 def _error_fields(raw: bytes) -> tuple[str | None, str | None, str | None, str | None]:

@@ -157,7 +157,8 @@ def _chat_usage(a: _Answer) -> dict[str, int]:
 
 
 def _message_item(a: _Answer, status: str, text: str | None) -> dict[str, Any]:
-    content = [] if text is None else [{"type": "output_text", "text": text, "annotations": []}]
+    part: dict[str, Any] = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+    content = [] if text is None else [part]
     return {"type": "message", "id": f"msg_{a.id}", "status": status, "role": "assistant", "content": content}
 
 
@@ -181,7 +182,7 @@ def _response(a: _Answer, status: str, output: list[Any]) -> dict[str, Any]:
         "tools": [],
         "usage": {
             "input_tokens": a.prompt_tokens,
-            "input_tokens_details": {"cached_tokens": 0},
+            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
             "output_tokens": a.completion_tokens,
             "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": a.prompt_tokens + a.completion_tokens,
@@ -264,7 +265,7 @@ def _responses_frames(call: UpstreamCall, a: _Answer, pieces: list[str]) -> Fram
     add("response.created", response=_response(a, "in_progress", []))
     add("response.in_progress", response=_response(a, "in_progress", []))
     add("response.output_item.added", output_index=0, item=_message_item(a, "in_progress", None))
-    part = {"type": "output_text", "text": "", "annotations": []}
+    part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
     add("response.content_part.added", item_id=item_id, output_index=0, content_index=0, part=part)
     for p in pieces:
         add("response.output_text.delta", item_id=item_id, output_index=0, content_index=0, delta=p, logprobs=[])

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import sys
 from collections.abc import Sequence
 
 from vmx_core.config.loader import load_config
+from vmx_core.config.validate import _NAME as _KEY_NAME  # the names a config accepts
 from vmx_core.errors import ConfigError, PluginError
 from vmx_core.plugins import Plugins
 from vmx_core.security.apikeys import generate_key, hash_key
@@ -78,11 +80,14 @@ def _keys_create(args: argparse.Namespace) -> int:
     unknown = [r for r in resources if r != "*" and r not in env.resources]
     if unknown:
         raise ConfigError(f"unknown resource(s): {', '.join(unknown)}")
+    if not _KEY_NAME.match(args.name):
+        raise ConfigError(f"{args.name!r} is not a valid key name (letters, digits, '.', '_', '-')")
     key = generate_key()
     print(f"key: {key}")
     print("This key is shown once. Store only its hash in the config:\n")
-    print(f"        api_keys:\n          {args.name}:\n            key_sha256: \"{hash_key(key)}\"")
-    print(f"            resources: [{', '.join(resources)}]")
+    # JSON strings are YAML strings: `*` and names such as `yes` or `null` stay strings.
+    print(f"        api_keys:\n          {json.dumps(args.name)}:\n            key_sha256: \"{hash_key(key)}\"")
+    print(f"            resources: [{', '.join(json.dumps(r) for r in resources)}]")
     return 0
 
 

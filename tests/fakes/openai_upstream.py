@@ -166,7 +166,7 @@ class FakeOpenAI:
             return special
         text = _echo_text(body)
         rid, mid, created, model = f"resp_{uuid.uuid4().hex}", f"msg_{uuid.uuid4().hex}", int(time.time()), body["model"]
-        usage = {"input_tokens": 9, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": len(text.split()),
+        usage = {"input_tokens": 9, "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0}, "output_tokens": len(text.split()),
                  "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 9 + len(text.split())}
 
         def item(status: str, content: list[Any]) -> dict[str, Any]:
@@ -178,7 +178,7 @@ class FakeOpenAI:
                     "metadata": {}, "parallel_tool_calls": True, "temperature": 1.0, "top_p": 1.0,
                     "tool_choice": "auto", "tools": [], "usage": usage if with_usage else None}
 
-        part = {"type": "output_text", "text": text, "annotations": []}
+        part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
         if not body.get("stream"):
             return web.json_response(response("completed", [item("completed", [part])], True))
         events: list[tuple[str | None, dict[str, Any]]] = []

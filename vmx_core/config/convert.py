@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_origin
 
 import cattrs
-from cattrs.errors import ClassValidationError, IterableValidationError
+from cattrs.cols import list_structure_factory
+from cattrs.dispatch import StructureHook
+from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
+from cattrs.v import format_exception
 
 from vmx_core.errors import ConfigError
 from vmx_core.secrets import Secret
@@ -90,12 +93,25 @@ converter.register_unstructure_hook(Secret, lambda s: s.reveal())
 converter.register_structure_hook(dt.datetime, _structure_datetime)
 converter.register_unstructure_hook(dt.datetime, lambda d: d.isoformat())
 
-_KEY = re.compile(r"\['([^']*)'\]")
+
+def _is_list(cl: Any) -> bool:
+    return get_origin(cl) is list
 
 
-def format_path(path: str) -> str:
-    """cattrs writes dict keys as ``['k']``; the rest of vmx writes ``.k``."""
-    return _KEY.sub(lambda m: "." + m.group(1), path)
+def _strict_list_factory(cl: Any, conv: cattrs.BaseConverter) -> StructureHook:
+    # cattrs builds a list from any iterable: `resources: chat` would become
+    # ['c', 'h', 'a', 't'] and `pools: {}` an empty list.  A list field takes a list.
+    inner = list_structure_factory(cl, conv)
+
+    def structure_list(value: Any, _: Any) -> list[Any]:
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"expected a list, got {type(value).__name__}")
+        return inner(value, cl)  # type: ignore[no-any-return]
+
+    return structure_list
+
+
+converter.register_structure_hook_factory(_is_list, _strict_list_factory)
 
 
 def structure(data: Any, cls: type[T], path: str = "$") -> T:
@@ -103,13 +119,44 @@ def structure(data: Any, cls: type[T], path: str = "$") -> T:
     try:
         return converter.structure(data, cls)
     except (ClassValidationError, IterableValidationError) as exc:
-        errors = []
-        for line in cattrs.transform_error(exc, path=path):
-            message, _, where = line.rpartition(" @ ")
-            errors.append((format_path(where), _clean(message)))
-        raise ConfigError(errors) from None
+        raise ConfigError(_errors(exc, path)) from None
     except (ValueError, TypeError) as exc:
         raise ConfigError([(path, str(exc))]) from None
+
+
+def _errors(exc: BaseException, path: str) -> list[tuple[str, str]]:
+    """Walk cattrs' exception tree into ``(path, message)`` pairs.
+
+    Paths are built from the notes, not re-parsed from text, so a key holding quotes or
+    `` @ `` cannot garble them: fields and mapping keys append ``.name``, list items ``[i]``,
+    and an unknown key is reported at its own path (``...options.bogus``).
+    """
+    if not isinstance(exc, ClassValidationError | IterableValidationError):
+        return _leaf(exc, None, path)
+    errors: list[tuple[str, str]] = []
+    with_notes, without = exc.group_exceptions()
+    for sub, note in with_notes:
+        if isinstance(exc, ClassValidationError):
+            where = f"{path}.{note.name}"  # type: ignore[union-attr]
+        elif str(note).startswith("Structuring mapping"):
+            where = f"{path}.{note.index}"
+        else:
+            where = f"{path}[{note.index}]"
+        if isinstance(sub, ClassValidationError | IterableValidationError):
+            errors.extend(_errors(sub, where))
+        else:
+            errors.extend(_leaf(sub, note.type, where))
+    for sub in without:
+        errors.extend(_leaf(sub, None, path))
+    return errors
+
+
+def _leaf(exc: BaseException, cl: Any, path: str) -> list[tuple[str, str]]:
+    if isinstance(exc, ForbiddenExtraKeysError):
+        return [(f"{path}.{key}", f"unknown key {key!r}") for key in sorted(exc.extra_fields)]
+    if isinstance(exc, AttributeError) and str(exc).endswith(("attribute 'keys'", "attribute 'items'")):
+        return [(path, "expected a mapping")]
+    return [(path, _clean(format_exception(exc, cl)))]
 
 
 def _clean(message: str) -> str:
@@ -119,8 +166,6 @@ def _clean(message: str) -> str:
         return f"{m.group(1)!s} is not one of {m.group(2)}"
     if message.startswith("invalid value for type, expected "):
         return "expected " + message.removeprefix("invalid value for type, expected ")
-    if message.startswith("extra fields found"):
-        return "unknown key " + message.removeprefix("extra fields found").strip()
     m = re.match(r"unknown error \((.*)\)$", message)
     if m:
         return m.group(1)

@@ -6,6 +6,7 @@ sent, without re-encoding.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterable, AsyncIterator
 
 from attrs import frozen
@@ -57,13 +58,15 @@ class SSEParser:
         return self._buf
 
 
+# The end of an event: a line terminator (CRLF, LF or CR) followed by an empty line, with
+# the two terminators free to differ (``data: x\n\r\n``).  A CR at the very end of the
+# buffer after CRLF or LF may still be the start of a CRLF, so it waits for the next byte.
+_BOUNDARY = re.compile(rb"(?:\r\n|\n)(?:\r\n|\n|\r(?=[^\n]))|\r\r\n?")
+
+
 def _find_boundary(buf: bytes) -> tuple[int, int]:
-    best, best_len = -1, 0
-    for sep in (b"\n\n", b"\r\n\r\n", b"\r\r"):
-        i = buf.find(sep)
-        if i >= 0 and (best < 0 or i < best):
-            best, best_len = i, len(sep)
-    return best, best_len
+    m = _BOUNDARY.search(buf)
+    return (m.start(), m.end() - m.start()) if m else (-1, 0)
 
 
 def _parse_block(block: bytes) -> SSEEvent | None:
