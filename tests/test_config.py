@@ -316,3 +316,16 @@ def test_non_mapping_and_bad_yaml_are_config_errors() -> None:
         load("- a\n- b\n")
     with pytest.raises(ConfigError, match="line 2"):
         load("server: 1\n  port: 2\n")
+
+
+def test_an_encrypted_credential_without_its_cipher_is_a_config_error() -> None:
+    """A `vmx:enc:v1:` value is never sent upstream as-is: without its cipher, loading fails."""
+    raw = {"workspaces": {"a": {"environments": {"p": {"connections": {
+        "c": {"provider": "openai", "credentials": {"api_key": "vmx:enc:v1:libsodium:AAAA"}}}}}}}}
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(raw, environ={})
+    assert info.value.errors == [
+        ("$.workspaces.a.environments.p.connections.c.credentials.api_key",
+         "no credential cipher 'libsodium' is installed to decrypt this value")
+    ]
+    assert "AAAA" not in str(info.value)

@@ -55,6 +55,9 @@ class Gateway:
     breaker: CircuitBreaker = field(factory=CircuitBreaker)
     _handler: Handler | None = None
     started: bool = False
+    #: Runtimes replaced by a reload that still have requests in flight.
+    _retired: set[Runtime] = field(factory=set)
+    _closing: set[asyncio.Task[None]] = field(factory=set)
 
     # -- construction -------------------------------------------------------------------------
 
@@ -105,6 +108,11 @@ class Gateway:
             await sink.aclose()
         if self.runtime is not None:
             await self.runtime.aclose()
+        for rt in list(self._retired):
+            await rt.aclose()
+        self._retired.clear()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
 
     async def __aenter__(self) -> Gateway:
         await self.start()
@@ -116,12 +124,23 @@ class Gateway:
         await self.aclose()
 
     async def reload(self, config: VmxConfig) -> None:
-        """Swap in a new config atomically; requests in flight finish on the old one."""
+        """Swap in a new config atomically; requests in flight finish on the old one, whose
+        upstream connections are closed when its last request (or stream) finishes."""
         validate(config, self.plugins.providers(), self.plugins.rule_functions())
         new = Runtime.build(config, self.plugins.providers(), self.plugins.rule_functions(), self.health, self.breaker)
         old, self.runtime, self.config = self.runtime, new, config
         if old is not None:
-            await old.aclose()
+            old.retired = True
+            if old.in_flight == 0:
+                await old.aclose()
+            else:
+                self._retired.add(old)
+
+    def _close_later(self, rt: Runtime) -> None:
+        self._retired.discard(rt)
+        task = asyncio.get_running_loop().create_task(rt.aclose())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     # -- the low-level entry point (what vmx_server calls) --------------------------------------
 
@@ -137,7 +156,8 @@ class Gateway:
     async def _handle(self, request: ClientRequest) -> Reply:
         rt = self.runtime
         assert rt is not None
-        ctx = RequestContext(request)
+        ctx = RequestContext(request, runtime=rt)
+        rt.in_flight += 1
         try:
             return await run(rt, ctx, self._finish)
         except RequestError as err:
@@ -168,6 +188,11 @@ class Gateway:
         if ctx.finished:
             return
         ctx.finished = True
+        rt = ctx.runtime
+        if rt is not None:
+            rt.in_flight -= 1
+            if rt.retired and rt.in_flight == 0:
+                self._close_later(rt)
         for attempt in ctx.attempts:
             self.health.record(ctx.request.workspace, ctx.request.environment, attempt)
         if self.sinks:

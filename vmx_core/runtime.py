@@ -41,7 +41,7 @@ class Tenant:
     rules: Mapping[str, RuleSet]
 
 
-@define
+@define(eq=False)  # a service: identity, and hashable for the gateway's retired set
 class Runtime:
     config: VmxConfig
     tenants: dict[tuple[str, str], Tenant] = field(factory=dict)
@@ -50,6 +50,10 @@ class Runtime:
     functions: RuleFunctions = field(factory=lambda: RuleFunctions({}, {}))
     health: ConnectionHealth = field(factory=ConnectionHealth)
     breaker: CircuitBreaker = field(factory=CircuitBreaker)
+    #: Requests (and streams) still running on this runtime, and whether a reload replaced
+    #: it: a retired runtime closes its upstream sessions when the count reaches zero.
+    in_flight: int = 0
+    retired: bool = False
 
     @classmethod
     def build(

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+ENCRYPTED_PREFIX = "vmx:enc:v1:"
 
 #: What ``allow_overrides`` may grant (DESIGN §4).  Connections and capacity never are.
 OVERRIDABLE = frozenset(
@@ -92,6 +93,13 @@ def _check_environment(
         cpath = f"{path}.connections.{name}"
         _check_name(name, cpath, errors)
         _check_limits(conn.capacity, f"{cpath}.capacity", errors)
+        for cred_name, secret in conn.credentials.items():
+            if secret.reveal().startswith(ENCRYPTED_PREFIX):
+                # Never send a ciphertext upstream as if it were the key.
+                cipher = secret.reveal()[len(ENCRYPTED_PREFIX) :].split(":", 1)[0]
+                errors.append(
+                    (f"{cpath}.credentials.{cred_name}", f"no credential cipher {cipher!r} is installed to decrypt this value")
+                )
         if providers is None:
             continue
         provider = providers.get(conn.provider)

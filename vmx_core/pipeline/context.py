@@ -14,7 +14,7 @@ from vmx_core.audit.record import Attempt, AuditRecord
 from vmx_core.config.models import ResourceConfig
 from vmx_core.errors import RequestError
 from vmx_core.request import ClientRequest, Envelope, header_value, metadata_headers
-from vmx_core.runtime import Connection, Tenant
+from vmx_core.runtime import Connection, Runtime, Tenant
 from vmx_core.security.apikeys import ApiKey
 from vmx_core.timing import Timings
 from vmx_core.wire.usage import Usage
@@ -23,6 +23,8 @@ from vmx_core.wire.usage import Usage
 @define
 class RequestContext:
     request: ClientRequest
+    #: The runtime this request started on; it finishes on it even across a reload.
+    runtime: Runtime | None = None
     request_id: str = field(factory=lambda: str(uuid.uuid4()))
     timestamp: dt.datetime = field(factory=lambda: dt.datetime.now(dt.UTC))
     timings: Timings = field(factory=Timings)
