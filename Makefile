@@ -17,11 +17,12 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(BIN)/vmx serve --config examples/quickstart.yaml
 
-test: $(STAMP)
+# Lint and strict typing are part of the suite: a style regression fails CI like a bug.
+test: lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check vmx_core vmx_server vmx_providers tests
+	$(BIN)/ruff check vmx_core vmx_server vmx_providers tests examples benchmarks
 	$(BIN)/mypy
 
 typecheck: $(STAMP)

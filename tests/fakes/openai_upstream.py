@@ -135,17 +135,22 @@ class FakeOpenAI:
         cid, created, model = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), body["model"]
         usage = {"prompt_tokens": 11, "completion_tokens": len(text.split()), "total_tokens": 11 + len(text.split()),
                  "prompt_tokens_details": {"cached_tokens": 3}, "completion_tokens_details": {"reasoning_tokens": 0}}
+        # Perplexity-style extras: a search option in the request brings citations back.
+        extras: dict[str, Any] = {}
+        if "search_domain_filter" in body:
+            extras = {"citations": [f"https://{d}/page" for d in body["search_domain_filter"]],
+                      "search_results": [{"title": d, "url": f"https://{d}/page"} for d in body["search_domain_filter"]]}
         if not body.get("stream"):
             return web.json_response({
                 "id": cid, "object": "chat.completion", "created": created, "model": model,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": None},
                              "logprobs": None, "finish_reason": "stop"}],
-                "usage": usage, "system_fingerprint": "fp_fake",
+                "usage": usage, "system_fingerprint": "fp_fake", **extras,
             })
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
             return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                    "system_fingerprint": "fp_fake",
+                    "system_fingerprint": "fp_fake", **extras,
                     "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
 
         frames = [chunk({"role": "assistant", "content": ""})]
