@@ -137,6 +137,11 @@ def parse_envelope(raw: Any, headers: Mapping[str, str]) -> Envelope:
     )
 
 
+def header_value(value: str) -> str:
+    """``value`` with CR, LF and NUL removed, so a client string can never split a header."""
+    return _UNSAFE.sub("", value)
+
+
 def metadata_headers(metadata: Mapping[str, str]) -> dict[str, str]:
     """``x-vmx-metadata-KEY`` echoes: keys lower-cased and reduced to header-safe characters."""
     out = {}
