@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from vmx_core.config.loader import load_config
-from vmx_core.errors import ConfigError, PluginError
+from vmx_core.errors import AuditStoreError, ConfigError, PluginError
 from vmx_core.plugins import Plugins
 from vmx_core.security.apikeys import generate_key, hash_key
 
@@ -29,6 +29,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     check = sub.add_parser("check", help="validate a config file without starting")
     check.add_argument("--config", required=True)
 
+    migrate = sub.add_parser("migrate", help="create or upgrade the audit database schema")
+    migrate.add_argument("--config", required=True)
+
     keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="keys_command", required=True)
     create = keys.add_parser("create", help="generate a key; prints it once, with the hash to store")
     create.add_argument("--config", required=True)
@@ -43,10 +46,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args)
         if args.command == "check":
             return _check(args)
+        if args.command == "migrate":
+            return _migrate(args)
         return _keys_create(args)
     except (ConfigError, PluginError) as exc:
         _print_error(exc)
         return 2
+    except AuditStoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 def _print_error(exc: Exception) -> None:
@@ -64,6 +72,27 @@ def _check(args: argparse.Namespace) -> int:
     envs = sum(len(ws.environments) for ws in config.workspaces.values())
     resources = sum(len(e.resources) for ws in config.workspaces.values() for e in ws.environments.values())
     print(f"ok: {args.config}: {len(config.workspaces)} workspace(s), {envs} environment(s), {resources} resource(s)")
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from vmx_core.audit.store import open_store
+
+    plugins = Plugins.load()
+    config = load_config(args.config, providers=plugins.providers(), rule_functions=plugins.rule_functions())
+    if config.storage.audit in ("none", ""):
+        print("storage.audit is none: nothing to migrate")
+        return 0
+    store = open_store(config.storage.audit)
+
+    async def run() -> list[int]:
+        try:
+            return await store.migrate()
+        finally:
+            await store.aclose()
+
+    applied = asyncio.run(run())
+    print(f"applied migrations: {', '.join(map(str, applied))}" if applied else "schema is up to date")
     return 0
 
 

@@ -53,6 +53,13 @@ class AuditConfig:
     payloads: PayloadMode = "none"
     redact_paths: list[str] = field(factory=list)
     retention_days: int | None = None
+    #: Where rows wait while the audit database is unreachable (default: next to a SQLite
+    #: file, else ``./vmx-audit-spool``).
+    spool_dir: str | None = None
+    #: Rows held in memory before overflow goes to the spool.
+    queue_size: int = 10_000
+    #: Most rows written in one batch.
+    batch_size: int = 2_000
 
 
 @frozen
