@@ -48,6 +48,7 @@ async def test_every_request_shape_leaves_one_row_and_no_secret(upstream: FakeOp
         ("responses", 1, 200), ("chat-completions", 0, 502),
     ]
     assert rows[0]["correlation_id"] == "c-1" and rows[0]["prompt_tokens"] > 0
+    assert rows[0]["cost"] > 0 and rows[4]["cost"] is None  # priced gpt-4o-mini; no usage on error
     assert rows[1]["completion_tokens"] > 0 and rows[1]["ttft_ms"] is not None
     assert rows[4]["error_code"] == "upstream_error"
     assert UPSTREAM_SECRET not in dump and KEY not in dump

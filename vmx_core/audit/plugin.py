@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from vmx_core.audit.prices import PriceTable
 from vmx_core.audit.queue import QueueSink
 from vmx_core.audit.spool import Spool
 from vmx_core.audit.store import open_store
@@ -25,6 +26,7 @@ def vmx_register_audit_sinks(config: VmxConfig) -> list[QueueSink]:
         max_queue=config.audit.queue_size,
         batch_size=config.audit.batch_size,
         retention_days=config.audit.retention_days,
+        pricer=PriceTable.load(config.audit.prices).cost,
     )]
 
 

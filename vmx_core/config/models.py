@@ -49,6 +49,17 @@ class LimitsConfig:
 
 
 @frozen
+class ModelPrice:
+    """USD per million tokens; unset cache/reasoning prices default to input/output."""
+
+    input: float
+    output: float
+    cached_input: float | None = None
+    cache_write: float | None = None
+    reasoning: float | None = None
+
+
+@frozen
 class AuditConfig:
     payloads: PayloadMode = "none"
     redact_paths: list[str] = field(factory=list)
@@ -60,6 +71,8 @@ class AuditConfig:
     queue_size: int = 10_000
     #: Most rows written in one batch.
     batch_size: int = 2_000
+    #: provider -> model -> price, replacing entries of the shipped table (prices.json).
+    prices: dict[str, dict[str, ModelPrice]] = field(factory=dict)
 
 
 @frozen
