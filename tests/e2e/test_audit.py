@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import subprocess
 import sys
@@ -63,3 +64,55 @@ def test_vmx_migrate_creates_then_reports_up_to_date(tmp_path: object) -> None:
     second = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=60)
     assert first.stdout.strip() == "applied migrations: 1"
     assert second.stdout.strip() == "schema is up to date"
+
+
+async def test_audit_and_usage_apis_need_the_admin_token(upstream: FakeOpenAI, vmx_factory: object) -> None:
+    """With VMX_ADMIN_TOKEN set the APIs answer 401 without it, and the rows with it."""
+    proc: VmxProcess = await vmx_factory(e2e_config(upstream), {"VMX_ADMIN_TOKEN": "adm-123"})  # type: ignore[operator]
+    client = openai.AsyncOpenAI(base_url=proc.base_url(), api_key=KEY, max_retries=0)
+    for _ in range(3):
+        await client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "x"}])
+    await client.close()
+    auth = {"Authorization": "Bearer adm-123"}
+    async with aiohttp.ClientSession() as http:
+        async with http.get(proc.url + "/v1/request-audit/acme/prod") as resp:
+            assert resp.status == 401
+        rows: list[object] = []
+        async with asyncio.timeout(10):
+            while len(rows) < 3:  # the writer commits off the request path; poll the API itself
+                async with http.get(proc.url + "/v1/request-audit/acme/prod", headers=auth) as resp:
+                    assert resp.status == 200
+                    rows = (await resp.json())["data"]
+        body = {"granularity": "hour", "metrics": {"requests": "sum", "cost": "sum"}, "dimensions": ["resource"]}
+        async with http.post(proc.url + "/v1/request-usage/acme/prod", json=body, headers=auth) as resp:
+            report = await resp.json()
+    assert sum(p["requests"] for p in report["data"]) == 3
+    assert {p["resource"] for p in report["data"]} == {"chat"}
+
+
+def test_vmx_usage_prints_a_table_by_resource(tmp_path: object) -> None:
+    """``vmx usage --by resource`` prints one line per resource with its request count."""
+    import asyncio as aio
+
+    from tests.audit.conftest import make_row
+    from vmx_core.audit.store import open_store
+
+    db = f"sqlite:///{tmp_path}/u.db"
+
+    async def seed() -> None:
+        store = open_store(db)
+        await store.connect()
+        await store.write([make_row(resource="chat") for _ in range(3)] + [make_row(resource="other", cost=0.5)])
+        await store.aclose()
+
+    aio.run(seed())
+    cfg = tmp_path / "vmx.yaml"  # type: ignore[operator]
+    cfg.write_text(f"storage: {{audit: '{db}'}}\nworkspaces: {{acme: {{environments: {{prod: {{}}}}}}}}\n")
+    out = subprocess.run(
+        [sys.executable, "-c", "import sys; from vmx_server.cli import main; sys.exit(main())", "usage",
+         "--config", str(cfg), "--since", "1h", "--by", "resource"],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout.splitlines()
+    assert out[0].split() == ["workspace", "environment", "resource", "requests", "errors", "tokens", "cost_usd", "avg_ms"]
+    assert out[1].split()[:4] == ["acme", "prod", "chat", "3"]
+    assert out[2].split()[:4] == ["acme", "prod", "other", "1"] and out[2].split()[6] == "0.500000"
