@@ -25,6 +25,13 @@ def base_config(**env_overrides: Any) -> dict[str, Any]:
     return {"workspaces": {"acme": {"environments": {"prod": env}}}}
 
 
+@pytest.fixture(autouse=True)
+def _run_in_tmp_path(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Relative paths (the default ``sqlite:///./vmx-audit.db`` and its spool) land in the
+    test's own directory, never in the checkout."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture
 async def gateway() -> AsyncIterator[Gateway]:
     gw = Gateway.from_config(config_from_dict(base_config(), environ={}))

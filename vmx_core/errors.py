@@ -5,6 +5,7 @@
     VmxError
     ├── ConfigError              the config file or store is invalid (carries the key path)
     ├── PluginError              a plugin is missing, broken or misbehaving
+    ├── AuditStoreError          the audit database failed (rows are spooled, never lost)
     ├── ProviderError            one upstream leg failed; the pipeline decides whether to fail over
     │   ├── UpstreamHTTPError        the upstream answered a non-2xx status
     │   ├── UpstreamConnectionError  could not connect, or the connection dropped
@@ -29,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 __all__ = [
+    "AuditStoreError",
     "AuthenticationFailed",
     "BlockedByRouting",
     "CapacityExhausted",
@@ -69,6 +71,13 @@ class ConfigError(VmxError):
 
 class PluginError(VmxError):
     """A plugin could not be loaded or returned something unusable."""
+
+
+class AuditStoreError(VmxError):
+    """The audit database (SQLite, Postgres) could not be reached or refused a statement.
+
+    Raised instead of the driver's own exception; the message names the operation and the
+    driver's error class, never the connection string (it may hold a password)."""
 
 
 # ---------------------------------------------------------------------------------------------

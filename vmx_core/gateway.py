@@ -85,7 +85,7 @@ class Gateway:
         if self.started:
             return
         self.runtime = Runtime.build(self.config, self.plugins.providers(), self.plugins.rule_functions(), self.health, self.breaker)
-        self.sinks = collect(self.plugins.hook.vmx_register_audit_sinks())
+        self.sinks = collect(self.plugins.hook.vmx_register_audit_sinks(config=self.config))
         for sink in self.sinks:
             await sink.start()
         handler: Handler = self._handle

@@ -23,6 +23,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from vmx_core.audit.record import AuditSink
+    from vmx_core.config.models import VmxConfig
     from vmx_core.gateway import Gateway
     from vmx_core.providers import Provider
 
@@ -48,9 +49,12 @@ def vmx_capacity_store(uri: str) -> Any:
 
 
 @hookspec
-def vmx_register_audit_sinks() -> Sequence[AuditSink]:
-    """Return extra audit sinks.  Each receives every finished request's
-    :class:`~vmx_core.audit.record.AuditRecord` through ``enqueue`` (which must not block)."""
+def vmx_register_audit_sinks(config: VmxConfig) -> Sequence[AuditSink]:
+    """Return audit sinks for ``config``.  Each receives every finished request's
+    :class:`~vmx_core.audit.record.AuditRecord` through ``enqueue`` (which must not block).
+
+    The built-in sink (``storage.audit``: SQLite or Postgres) is registered through this hook
+    too.  An implementation may omit the ``config`` argument."""
     raise NotImplementedError
 
 

@@ -58,10 +58,12 @@ class Plugins:
         pm = pluggy.PluginManager("vmx")
         pm.add_hookspecs(hookspecs)
         plugins = cls(pm)
+        from vmx_core.audit import plugin as builtin_audit
         from vmx_core.routing import functions as builtin_rule_functions
 
         # Core features use the same hooks as plugins, but are not optional.
         pm.register(builtin_rule_functions, name="vmx.rule-functions")
+        pm.register(builtin_audit, name="vmx.audit")
         disabled = disabled_plugins(environ)
         if entry_points and "*" not in disabled:
             eps = sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)

@@ -128,16 +128,19 @@ def make_test_gateway(
     plugins: Iterable[object] = (),
     key: str = TEST_KEY,
     connections: Iterable[str] = ("fake",),
+    audit: str = "none",
 ) -> Gateway:
     """A gateway with workspace/environment ``test``/``test``, a connection ``fake`` and a
     resource ``chat`` on it (with ``fallback`` to the same connection if asked), callable with
     ``key``.  ``connections`` names more connections, all on ``provider``.  Entry-point
-    plugins are not loaded: only ``provider`` and ``plugins``."""
+    plugins are not loaded: only ``provider`` and ``plugins``.  The built-in audit sink is
+    off unless ``audit`` names a ``storage.audit`` URI (e.g. ``sqlite:///:memory:``)."""
     provider = provider or FakeProvider()
     res: dict[str, Any] = dict(resource or {"model": {"connection": "fake", "model": "fake-1"}})
     if fallback:
         res.setdefault("fallback", [{"connection": "fake", "model": "fake-2"}])
     raw = {
+        "storage": {"audit": audit},
         "workspaces": {
             "test": {
                 "environments": {

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from vmx_core.config.loader import load_config
 from vmx_core.config.validate import _NAME as _KEY_NAME  # the names a config accepts
-from vmx_core.errors import ConfigError, PluginError
+from vmx_core.errors import AuditStoreError, ConfigError, InvalidRequest, PluginError
 from vmx_core.plugins import Plugins
 from vmx_core.security.apikeys import generate_key, hash_key
 
@@ -31,6 +31,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     check = sub.add_parser("check", help="validate a config file without starting")
     check.add_argument("--config", required=True)
 
+    migrate = sub.add_parser("migrate", help="create or upgrade the audit database schema")
+    migrate.add_argument("--config", required=True)
+
+    usage = sub.add_parser("usage", help="print usage from the audit database as a table")
+    usage.add_argument("--config", required=True)
+    usage.add_argument("--since", default="24h", help="a duration (30m, 24h, 7d, 2w) or an ISO time")
+    usage.add_argument("--by", default="resource", help="comma-separated dimensions, e.g. resource,model")
+    usage.add_argument("--workspace")
+    usage.add_argument("--environment")
+
     keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="keys_command", required=True)
     create = keys.add_parser("create", help="generate a key; prints it once, with the hash to store")
     create.add_argument("--config", required=True)
@@ -45,10 +55,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args)
         if args.command == "check":
             return _check(args)
+        if args.command == "migrate":
+            return _migrate(args)
+        if args.command == "usage":
+            return _usage(args)
         return _keys_create(args)
     except (ConfigError, PluginError) as exc:
         _print_error(exc)
         return 2
+    except InvalidRequest as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except AuditStoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 def _print_error(exc: Exception) -> None:
@@ -66,6 +86,70 @@ def _check(args: argparse.Namespace) -> int:
     envs = sum(len(ws.environments) for ws in config.workspaces.values())
     resources = sum(len(e.resources) for ws in config.workspaces.values() for e in ws.environments.values())
     print(f"ok: {args.config}: {len(config.workspaces)} workspace(s), {envs} environment(s), {resources} resource(s)")
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from vmx_core.audit.store import open_store
+
+    plugins = Plugins.load()
+    config = load_config(args.config, providers=plugins.providers(), rule_functions=plugins.rule_functions())
+    if config.storage.audit in ("none", ""):
+        print("storage.audit is none: nothing to migrate")
+        return 0
+    store = open_store(config.storage.audit)
+
+    async def run() -> list[int]:
+        try:
+            return await store.migrate()
+        finally:
+            await store.aclose()
+
+    applied = asyncio.run(run())
+    print(f"applied migrations: {', '.join(map(str, applied))}" if applied else "schema is up to date")
+    return 0
+
+
+_USAGE_METRICS = {"requests": "sum", "errors": "sum", "total_tokens": "sum", "cost": "sum", "duration_ms": "avg"}
+
+
+def _usage(args: argparse.Namespace) -> int:
+    from vmx_core.audit.query import UsageQuery
+    from vmx_core.audit.store import open_store
+
+    plugins = Plugins.load()
+    config = load_config(args.config, providers=plugins.providers(), rule_functions=plugins.rule_functions())
+    dims = [d.strip() for d in args.by.split(",") if d.strip()]
+    tenants = [(ws, env) for ws, wsc in sorted(config.workspaces.items()) for env in sorted(wsc.environments)
+               if (args.workspace in (None, ws)) and (args.environment in (None, env))]
+    queries = [UsageQuery.from_body(ws, env, {"granularity": "day", "metrics": _USAGE_METRICS, "dimensions": dims,
+                                              "filter": {"start": args.since}}) for ws, env in tenants]
+    store = open_store(config.storage.audit)
+
+    async def run() -> list[tuple[str, str, list[dict[str, object]]]]:
+        try:
+            return [(q.workspace, q.environment, await store.usage(q)) for q in queries]
+        finally:
+            await store.aclose()
+
+    header = ["workspace", "environment", *dims, "requests", "errors", "tokens", "cost_usd", "avg_ms"]
+    table = [header]
+    for ws, env, rows in asyncio.run(run()):
+        totals: dict[tuple[object, ...], list[float]] = {}
+        for r in rows:  # fold the daily buckets into one line per dimension combination
+            t = totals.setdefault(tuple(r[d] for d in dims), [0, 0, 0, 0.0, 0.0])
+            n = float(r["requests"] or 0)  # type: ignore[arg-type]
+            t[0] += n
+            t[1] += float(r["errors"] or 0)  # type: ignore[arg-type]
+            t[2] += float(r["total_tokens"] or 0)  # type: ignore[arg-type]
+            t[3] += float(r["cost"] or 0)  # type: ignore[arg-type]
+            t[4] += float(r["duration_ms"] or 0) * n  # type: ignore[arg-type]
+        for combo, (n, errors, tokens, cost, ms) in sorted(totals.items(), key=lambda kv: -kv[1][0]):
+            table.append([ws, env, *("-" if v is None else str(v) for v in combo), f"{n:.0f}", f"{errors:.0f}",
+                          f"{tokens:.0f}", f"{cost:.6f}", f"{ms / n:.1f}" if n else "-"])
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     return 0
 
 

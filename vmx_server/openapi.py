@@ -129,6 +129,8 @@ def openapi_document() -> dict[str, Any]:
                 }
             },
             "/-/plugins": {"get": {"summary": "loaded plugins and their hooks", "responses": {"200": {"description": "ok"}}}},
+            "/-/metrics": {"get": {"summary": "audit counters: queued, written, spooled, replayed",
+                                   "responses": {"200": {"description": "ok"}}}},
         },
         "components": {
             "schemas": {"VmxEnvelope": _ENVELOPE, "OpenAIError": _OPENAI_ERROR, "AnthropicError": _ANTHROPIC_ERROR},

@@ -41,6 +41,7 @@ class VmxProcess:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "vmx_server", "--config", str(self.config_path), "--port", "0",
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=self.env,
+            cwd=self.config_path.parent,  # relative audit paths land in the test's directory
         )
         assert self.proc.stdout is not None
         # Wait for hypercorn's "Running on" line: it carries the port that port 0 became.

@@ -49,10 +49,30 @@ class LimitsConfig:
 
 
 @frozen
+class ModelPrice:
+    """USD per million tokens; unset cache/reasoning prices default to input/output."""
+
+    input: float
+    output: float
+    cached_input: float | None = None
+    cache_write: float | None = None
+    reasoning: float | None = None
+
+
+@frozen
 class AuditConfig:
     payloads: PayloadMode = "none"
     redact_paths: list[str] = field(factory=list)
     retention_days: int | None = None
+    #: Where rows wait while the audit database is unreachable (default: next to a SQLite
+    #: file, else ``./vmx-audit-spool``).
+    spool_dir: str | None = None
+    #: Rows held in memory before overflow goes to the spool.
+    queue_size: int = 10_000
+    #: Most rows written in one batch.
+    batch_size: int = 2_000
+    #: provider -> model -> price, replacing entries of the shipped table (prices.json).
+    prices: dict[str, dict[str, ModelPrice]] = field(factory=dict)
 
 
 @frozen

@@ -49,6 +49,14 @@ def validate(
         errors.append(("$.server.port", "must be between 1 and 65535"))
     if config.server.workers < 1:
         errors.append(("$.server.workers", "must be at least 1"))
+    if config.audit.queue_size < 1:
+        errors.append(("$.audit.queue_size", "must be at least 1"))
+    if config.audit.batch_size < 1:
+        errors.append(("$.audit.batch_size", "must be at least 1"))
+    if config.audit.retention_days is not None and config.audit.retention_days < 1:
+        errors.append(("$.audit.retention_days", "must be at least 1"))
+    if not config.storage.audit.startswith(("sqlite://", "postgresql://", "postgres://", "none")) and "://" not in config.storage.audit:
+        errors.append(("$.storage.audit", "must be sqlite:///PATH, postgresql://..., a plugin's URI or none"))
     for ws_name, ws in config.workspaces.items():
         _check_name(ws_name, f"$.workspaces.{ws_name}", errors)
         for env_name, env in ws.environments.items():

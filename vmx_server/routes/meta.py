@@ -32,12 +32,18 @@ def routes(gateway: Gateway, state: dict[str, bool]) -> list[Route]:
             }
         )
 
+    async def metrics(request: Request) -> Response:
+        # Audit counters per sink (queued, written, spooled, replayed, queue depth).
+        audit = {s.name: s.stats() for s in gateway.sinks if callable(getattr(s, "stats", None))}
+        return JSONResponse({"audit": audit})
+
     document = openapi_document()
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(document)
 
     endpoints: list[tuple[str, Callable[[Request], Awaitable[Response]]]] = [
-        ("/healthz", healthz), ("/readyz", readyz), ("/-/plugins", plugins), ("/openapi.json", openapi),
+        ("/healthz", healthz), ("/readyz", readyz), ("/-/plugins", plugins), ("/-/metrics", metrics),
+        ("/openapi.json", openapi),
     ]
     return [Route(path, fn, methods=["GET"]) for path, fn in endpoints]

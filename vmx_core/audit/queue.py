@@ -1,0 +1,196 @@
+"""The built-in audit sink: a bounded in-memory queue and one batching writer task.
+
+The request path only calls :meth:`QueueSink.enqueue` (``put_nowait``; no I/O, no await).  When
+the queue is full the record goes straight to the spool instead of being dropped.  The writer
+takes whatever is queued (at most ``batch_size``) in one go, so batches grow by themselves
+under load and a lone request is written at once; a failed write spools its batch and the
+writer retries the database with a capped backoff, replaying the spool before writing new rows
+directly again.  :meth:`aclose` drains the queue, writes or spools every row, and fsyncs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from attrs import define, field
+
+from vmx_core.audit.metrics import AuditCounters
+from vmx_core.audit.record import AuditRecord
+from vmx_core.audit.rows import Row, to_row
+from vmx_core.audit.spool import Spool
+from vmx_core.audit.store import AuditStore
+from vmx_core.errors import AuditStoreError
+
+log = structlog.get_logger("vmx.audit")
+
+Pricer = Callable[[AuditRecord], float | None]
+
+_STOP = object()
+
+
+@define
+class QueueSink:
+    store: AuditStore
+    spool: Spool
+    name: str = "vmx.audit"
+    max_queue: int = 10_000
+    batch_size: int = 2_000
+    pricer: Pricer | None = None
+    retention_days: int | None = None
+    #: Backoff between database retries while it is down (seconds).
+    retry_min: float = 0.2
+    retry_max: float = 5.0
+    counters: AuditCounters = field(factory=AuditCounters)
+    _queue: asyncio.Queue[Any] = field(factory=asyncio.Queue)
+    _task: asyncio.Task[None] | None = None
+    _retry_at: float = 0.0
+    _backoff: float = 0.0
+    #: Records put on the queue and not yet written or spooled.
+    _inflight: int = 0
+    _idle: asyncio.Event = field(factory=asyncio.Event)
+
+    # -- the request path ----------------------------------------------------------------------
+
+    def enqueue(self, record: AuditRecord) -> None:
+        self.counters.queued += 1
+        # The queue itself is unbounded so the stop marker always fits; the bound is ours.
+        if self._queue.qsize() >= self.max_queue or self._task is None:
+            self._spool([self._row(record)])
+            return
+        self._inflight += 1
+        self._idle.clear()
+        self._queue.put_nowait(record)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        try:
+            await self.store.connect()
+        except AuditStoreError as exc:
+            # Start anyway: rows spool until the database is back (the writer retries).
+            log.warning("audit_store_unavailable", error=str(exc))
+            self._retry_at = time.monotonic()
+        self._task = asyncio.create_task(self._run(), name="vmx-audit-writer")
+
+    async def aclose(self) -> None:
+        """Write (or spool) everything queued, fsync the spool, close the store."""
+        task, self._task = self._task, None
+        if task is not None:
+            self._queue.put_nowait(_STOP)
+            await task
+        await self.spool.sync()
+        self.spool.close()
+        await self.store.aclose()
+
+    async def drained(self) -> None:
+        """Wait until every enqueued row is written or spooled (tests, benchmarks)."""
+        if self._inflight:
+            await self._idle.wait()
+
+    def stats(self) -> dict[str, int]:
+        return {**self.counters.as_dict(), "queue_depth": self._queue.qsize()}
+
+    # -- the writer task -----------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        stopping = False
+        last_retention = 0.0
+        while True:
+            batch, stopping = await self._take(stopping)
+            if batch:
+                await self._write(batch)
+                self._inflight -= len(batch)
+            if self.spool.pending and time.monotonic() >= self._retry_at:
+                await self._replay()
+            await self.spool.sync()
+            if self._inflight == 0:
+                self._idle.set()
+            if self.retention_days and time.monotonic() - last_retention > 3600 and not self._down:
+                last_retention = time.monotonic()
+                await self._retention()
+            if stopping and self._queue.empty():
+                return
+
+    @property
+    def _down(self) -> bool:
+        return self._backoff > 0
+
+    async def _take(self, stopping: bool) -> tuple[list[Row], bool]:
+        items: list[Any] = []
+        if self._queue.empty() and not stopping:
+            timeout = max(0.0, self._retry_at - time.monotonic()) if self.spool.pending else None
+            try:
+                items.append(await asyncio.wait_for(self._queue.get(), timeout))
+            except TimeoutError:  # time to retry the database
+                return [], stopping
+        while len(items) < self.batch_size and not self._queue.empty():
+            items.append(self._queue.get_nowait())
+        if any(i is _STOP for i in items):
+            stopping = True
+        return [self._row(i) for i in items if i is not _STOP], stopping
+
+    async def _write(self, rows: list[Row]) -> None:
+        if self.spool.pending or self._down:
+            # Keep order: while older rows wait in the spool, new ones queue up behind them.
+            self._spool(rows)
+            return
+        try:
+            await self.store.write(rows)
+        except AuditStoreError as exc:
+            self._failed(exc)
+            self._spool(rows)
+            return
+        self.counters.written += len(rows)
+
+    async def _replay(self) -> None:
+        try:
+            for path in self.spool.rotate():
+                chunk: list[Row] = []
+                for row in self.spool.read(path):
+                    chunk.append(row)
+                    if len(chunk) >= self.batch_size:
+                        await self.store.write(chunk)
+                        self.counters.replayed += len(chunk)
+                        chunk = []
+                if chunk:
+                    await self.store.write(chunk)
+                    self.counters.replayed += len(chunk)
+                self.spool.remove(path)
+        except AuditStoreError as exc:
+            self._failed(exc)
+            return
+        if self._down:
+            log.info("audit_store_recovered", replayed=self.counters.replayed)
+        self._backoff = 0.0
+
+    async def _retention(self) -> None:
+        assert self.retention_days is not None
+        cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=self.retention_days)
+        try:
+            await self.store.drop_older_than(cutoff)
+        except AuditStoreError as exc:
+            log.warning("audit_retention_failed", error=str(exc))
+
+    def _failed(self, exc: AuditStoreError) -> None:
+        if not self._down:
+            log.warning("audit_store_down", error=str(exc))
+        self._backoff = min(self.retry_max, max(self.retry_min, self._backoff * 2))
+        self._retry_at = time.monotonic() + self._backoff
+
+    def _spool(self, rows: list[Row]) -> None:
+        self.spool.append(rows)
+        self.counters.spooled += len(rows)
+
+    def _row(self, record: AuditRecord) -> Row:
+        cost = None
+        if self.pricer is not None:
+            try:
+                cost = self.pricer(record)
+            except Exception:  # a pricing bug must never lose the row itself
+                log.exception("audit_pricing_failed")
+        return to_row(record, cost)

@@ -1,0 +1,87 @@
+"""An audit record as a *row*: the plain, JSON-serialisable dict that the queue batches, the
+spool writes as one line and every store inserts.  One shape for all of them means a row
+replayed from the spool is byte-for-byte the row that would have been written directly."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import orjson
+
+from vmx_core.audit.record import AuditRecord
+
+Row = dict[str, Any]
+
+#: The ``request_audit`` columns (DESIGN §11), in table order.
+COLUMNS: tuple[str, ...] = (
+    "id", "timestamp", "workspace", "environment", "resource", "connection", "provider", "model",
+    "api_key_id", "format", "stream", "status_code", "error_code", "error_message", "attempts",
+    "routing_rule", "correlation_id", "metadata", "prompt_tokens", "completion_tokens",
+    "total_tokens", "cached_tokens", "cache_creation_tokens", "reasoning_tokens", "cost",
+    "duration_ms", "ttft_ms", "upstream_ms", "gate_ms", "routing_ms", "source_ip",
+)
+
+#: Columns stored as JSON (jsonb on Postgres, TEXT holding JSON on SQLite).
+JSON_COLUMNS = frozenset({"attempts", "metadata"})
+
+#: The payload columns of ``request_audit_payload``, keyed by the audit row's id.
+PAYLOAD_COLUMNS: tuple[str, ...] = ("id", "timestamp", "client_body", "upstream_body", "response_body")
+
+
+def iso(ts: dt.datetime) -> str:
+    """UTC, microseconds, fixed width: sorts as text in the same order as in time."""
+    return ts.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_iso(text: str) -> dt.datetime:
+    value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def to_row(record: AuditRecord, cost: float | None = None) -> Row:
+    """The row for ``record``; ``cost`` is priced by the sink, off the request path."""
+    return {
+        "id": str(record.id),
+        "timestamp": iso(record.timestamp),
+        "workspace": record.workspace,
+        "environment": record.environment,
+        "resource": record.resource,
+        "connection": record.connection,
+        "provider": record.provider,
+        "model": record.model,
+        "api_key_id": record.api_key_id,
+        "format": record.format,
+        "stream": record.stream,
+        "status_code": record.status_code,
+        "error_code": record.error_code,
+        "error_message": record.error_message,
+        "attempts": [a.as_dict() for a in record.attempts],
+        "routing_rule": record.routing_rule,
+        "correlation_id": record.correlation_id,
+        "metadata": dict(record.metadata),
+        "prompt_tokens": record.prompt_tokens,
+        "completion_tokens": record.completion_tokens,
+        "total_tokens": record.total_tokens,
+        "cached_tokens": record.cached_tokens,
+        "cache_creation_tokens": record.cache_creation_tokens,
+        "reasoning_tokens": record.reasoning_tokens,
+        "cost": cost if cost is not None else record.cost,
+        "duration_ms": round(record.duration_ms, 3),
+        "ttft_ms": round(record.ttft_ms, 3) if record.ttft_ms is not None else None,
+        "upstream_ms": round(record.upstream_ms, 3),
+        "gate_ms": round(record.gate_ms, 3),
+        "routing_ms": round(record.routing_ms, 3),
+        "source_ip": record.source_ip,
+    }
+
+
+def dumps(row: Row) -> bytes:
+    return orjson.dumps(row)
+
+
+def loads(line: bytes) -> Row:
+    value = orjson.loads(line)
+    if not isinstance(value, dict):
+        raise ValueError("a spooled row must be a JSON object")
+    return value

@@ -1,0 +1,185 @@
+"""The embedded default audit store: the stdlib ``sqlite3`` on one dedicated thread.
+
+One connection, one thread: sqlite3 connections are not meant to be shared across threads, and
+the writer's batches serialise anyway.  WAL mode lets other processes (``vmx usage``, a second
+worker) read while the gateway writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+from attrs import define, field
+
+from vmx_core.audit.migrations import migrations
+from vmx_core.audit.query import AuditQuery, UsageQuery, bucket_start
+from vmx_core.audit.rows import COLUMNS, JSON_COLUMNS, Row, iso, parse_iso
+from vmx_core.audit.sql import Dialect, audit_sql, usage_rows, usage_sql
+from vmx_core.errors import AuditStoreError
+
+T = TypeVar("T")
+
+_DIALECT = Dialect("sqlite")
+_INSERT = (
+    f"INSERT OR IGNORE INTO request_audit ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+)
+
+
+@define
+class SqliteStore:
+    path: str
+    kind: str = "sqlite"
+    _conn: sqlite3.Connection | None = None
+    _executor: ThreadPoolExecutor = field(factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="vmx-sqlite"))
+
+    @classmethod
+    def from_uri(cls, uri: str) -> SqliteStore:
+        """``sqlite:///relative.db``, ``sqlite:////absolute.db`` or ``sqlite:///:memory:``."""
+        return cls(uri.removeprefix("sqlite://").removeprefix("/") or ":memory:")
+
+    async def _call(self, what: str, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            if self._conn is None:
+                self._conn = _open(self.path)
+            return fn(self._conn)
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, run)
+        except sqlite3.Error as exc:
+            raise AuditStoreError(f"sqlite audit store: {what} failed: {type(exc).__name__}: {exc}") from exc
+
+    async def connect(self) -> None:
+        await self.migrate()
+
+    async def migrate(self) -> list[int]:
+        return await self._call("migrate", _migrate)
+
+    async def write(self, rows: Sequence[Row]) -> None:
+        values = [tuple(_db_value(c, r.get(c)) for c in COLUMNS) for r in rows]
+
+        def insert(conn: sqlite3.Connection) -> None:
+            with conn:
+                conn.executemany(_INSERT, values)
+
+        await self._call("write", insert)
+
+    async def drop_older_than(self, cutoff: dt.datetime) -> int:
+        def delete(conn: sqlite3.Connection) -> int:
+            with conn:
+                n = conn.execute("DELETE FROM request_audit WHERE timestamp < ?", (iso(cutoff),)).rowcount
+                conn.execute("DELETE FROM request_audit_payload WHERE timestamp < ?", (iso(cutoff),))
+            return n
+
+        return await self._call("retention", delete)
+
+    async def fetch(self, query: AuditQuery) -> list[Row]:
+        sql, params = audit_sql(_DIALECT, query)
+        raw = await self._call("audit query", lambda c: c.execute(sql, params).fetchall())
+        return [_from_db(r) for r in raw]
+
+    async def usage(self, query: UsageQuery) -> list[dict[str, Any]]:
+        sql, params = usage_sql(_DIALECT, query)
+        raw = await self._call("usage query", lambda c: c.execute(sql, params).fetchall())
+        return usage_rows(query, raw, lambda b: b)
+
+    async def aclose(self) -> None:
+        def close(conn: sqlite3.Connection) -> None:
+            conn.close()
+            self._conn = None
+
+        if self._conn is not None:
+            await self._call("close", close)
+        self._executor.shutdown(wait=True)
+
+
+def _open(path: str) -> sqlite3.Connection:
+    if path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout = 5000")
+    if path != ":memory:":
+        conn.execute("PRAGMA journal_mode = WAL")
+        # Durable enough with WAL: a power loss may lose the last commits, never corrupt.
+        conn.execute("PRAGMA synchronous = NORMAL")
+    conn.create_function("vmx_bucket", 2, _bucket, deterministic=True)
+    conn.create_aggregate("vmx_percentile", 2, _Percentile)  # type: ignore[arg-type]
+    return conn
+
+
+def _migrate(conn: sqlite3.Connection) -> list[int]:
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS vmx_schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+        " applied_at TEXT NOT NULL)"
+    )
+    applied = []
+    for mig in migrations("sqlite"):
+        # BEGIN IMMEDIATE takes the write lock first, so two processes never both apply it.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            done = conn.execute("SELECT 1 FROM vmx_schema_migrations WHERE version = ?", (mig.version,)).fetchone()
+            if done is None:
+                for statement in mig.statements():
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO vmx_schema_migrations VALUES (?, ?, ?)",
+                    (mig.version, mig.name, iso(dt.datetime.now(dt.UTC))),
+                )
+                applied.append(mig.version)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return applied
+
+
+def _db_value(column: str, value: Any) -> Any:
+    if column in JSON_COLUMNS:
+        return orjson.dumps(value if value is not None else ({} if column == "metadata" else [])).decode()
+    if column == "stream":
+        return int(bool(value))
+    return value
+
+
+def _from_db(raw: Sequence[Any]) -> Row:
+    row = dict(zip(COLUMNS, raw, strict=True))
+    for c in JSON_COLUMNS:
+        row[c] = orjson.loads(row[c])
+    row["stream"] = bool(row["stream"])
+    return row
+
+
+def _bucket(timestamp: str, granularity: str) -> str:
+    return iso(bucket_start(parse_iso(timestamp), granularity))
+
+
+class _Percentile:
+    """``percentile_cont``: linear interpolation between the closest ranks; nulls ignored."""
+
+    def __init__(self) -> None:
+        self.values: list[float] = []
+        self.p = 0.5
+
+    def step(self, value: float | None, p: float) -> None:
+        self.p = p
+        if value is not None:
+            self.values.append(float(value))
+
+    def finalize(self) -> float | None:
+        return percentile_cont(self.values, self.p)
+
+
+def percentile_cont(values: list[float], p: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    pos = p * (len(ordered) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
