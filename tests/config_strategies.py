@@ -218,7 +218,12 @@ def environment(draw: st.DrawFn) -> EnvironmentConfig:
 configs = st.builds(
     VmxConfig,
     server=st.builds(ServerConfig, host=text, port=st.integers(1, 65535), workers=st.integers(1, 64)),
-    storage=st.builds(StorageConfig, audit=text, capacity=text, config=text),
+    storage=st.builds(
+        StorageConfig,
+        audit=st.sampled_from(["none", "postgresql://vmx@db/vmx"]) | text.map(lambda t: "sqlite:///" + t),
+        capacity=text,
+        config=text,
+    ),
     encryption=st.none() | st.builds(
         EncryptionConfig, provider=text, key=st.none() | secrets, key_id=st.none() | text, region=st.none() | text
     ),
@@ -228,6 +233,8 @@ configs = st.builds(
         payloads=st.sampled_from(["none", "redacted", "full"]),
         redact_paths=st.lists(text, max_size=2),
         retention_days=st.none() | positive,
+        queue_size=positive,
+        batch_size=positive,
     ),
     capacity=st.builds(CapacitySettings, count_cached_tokens=st.booleans(), on_store_error=st.sampled_from(["allow", "deny"])),
     workspaces=st.dictionaries(
