@@ -18,6 +18,8 @@ _ENVELOPE_FIELDS = frozenset(
     {"correlationId", "metadata", "timeoutMs", "providerArgs", "secondaryModelIndex", "resourceConfigOverrides"}
 )
 _UNSAFE = re.compile(r"[\r\n\x00]")
+#: What a response header value may not carry: every control character except HTAB.
+_HEADER_UNSAFE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _HEADER_META = "x-vmx-metadata-"
 
 
@@ -90,7 +92,9 @@ def parse_envelope(raw: Any, headers: Mapping[str, str]) -> Envelope:
     if unknown:
         raise InvalidRequest(f"vmx.{unknown[0]}: unknown field", param=f"vmx.{unknown[0]}")
 
-    correlation = raw.get("correlationId", headers.get("x-vmx-correlation-id"))
+    correlation = raw.get("correlationId")
+    if correlation is None:
+        correlation = headers.get("x-vmx-correlation-id")
     if correlation is not None and not isinstance(correlation, str):
         raise InvalidRequest("vmx.correlationId: must be a string", param="vmx.correlationId")
     if correlation is not None:
@@ -115,7 +119,9 @@ def parse_envelope(raw: Any, headers: Mapping[str, str]) -> Envelope:
     ):
         raise InvalidRequest("vmx.timeoutMs: must be a positive number", param="vmx.timeoutMs")
 
-    provider_args = raw.get("providerArgs", {})
+    provider_args = raw.get("providerArgs")
+    if provider_args is None:  # null means absent, as for every other envelope field
+        provider_args = {}
     if not isinstance(provider_args, dict):
         raise InvalidRequest("vmx.providerArgs: must be an object", param="vmx.providerArgs")
 
@@ -137,11 +143,23 @@ def parse_envelope(raw: Any, headers: Mapping[str, str]) -> Envelope:
     )
 
 
+def header_value(value: str) -> str:
+    """``value`` made safe to echo in a response header: control characters (CR/LF/NUL among
+    them) stripped, and text beyond Latin-1, which a header cannot carry as such, sent as its
+    UTF-8 bytes (what clients that decode headers as UTF-8 read back unchanged)."""
+    value = _HEADER_UNSAFE.sub("", value)
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        value = value.encode("utf-8", "replace").decode("latin-1")
+    return value
+
+
 def metadata_headers(metadata: Mapping[str, str]) -> dict[str, str]:
     """``x-vmx-metadata-KEY`` echoes: keys lower-cased and reduced to header-safe characters."""
     out = {}
     for key, value in metadata.items():
         safe_key = re.sub(r"[^a-z0-9_-]", "-", key.lower())
         if safe_key:
-            out[_HEADER_META + safe_key] = _UNSAFE.sub("", value)
+            out[_HEADER_META + safe_key] = header_value(value)
     return out
