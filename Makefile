@@ -18,6 +18,7 @@ run: $(STAMP)
 	$(BIN)/vmx serve --config examples/quickstart.yaml
 
 test: $(STAMP)
+	command -v redis-server >/dev/null || (apt-get update && apt-get install -y redis-server)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
