@@ -250,3 +250,15 @@ async def test_a_plugin_store_replaces_the_builtin_one(tenant: str) -> None:
 
     async with gateway(raw, FakeProvider(), Replacement()) as gw:
         assert isinstance(gw.capacity_store, BrokenStore)
+
+
+async def test_capacity_usage_steers_routing_away_from_a_busy_connection(store_uri: str, tenant: str) -> None:
+    """A rule reading capacity_usage('minute') moves traffic once the primary is half used."""
+    raw = config(tenant, store_uri, conn=[{"period": "minute", "requests": 4}])
+    raw["workspaces"][tenant]["environments"]["prod"]["resources"]["chat"]["routing"] = [
+        {"name": "spill", "when": 'capacity_usage("minute").requests_percent >= 50.0',
+         "then": {"connection": "secondary", "model": "fake-2"}}
+    ]
+    async with gateway(raw, FakeProvider()) as gw:
+        used = [(await call(gw, tenant)).headers["x-vmx-connection"] for _ in range(4)]
+    assert used == ["primary", "primary", "secondary", "secondary"]

@@ -85,8 +85,18 @@ class RedisServer:
         ]
         if self.cluster:
             args += ["--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{self.port}.conf"]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _poll(lambda: _ping(self.port), f"redis-server on port {self.port}")
+        log = self.workdir / f"redis-{self.port}.log"
+        with log.open("ab") as out:
+            self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+        proc = self.proc
+
+        def ready() -> bool:
+            if proc.poll() is not None:  # e.g. another program took the port meanwhile
+                tail = log.read_text(errors="replace")[-500:]
+                raise RuntimeError(f"redis-server on port {self.port} exited: {tail}")
+            return _ping(self.port)
+
+        _poll(ready, f"redis-server on port {self.port}")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -134,8 +144,15 @@ class RedisCluster:
 def redis_url() -> Iterator[str]:
     """A single Redis for the whole session."""
     with tempfile.TemporaryDirectory(prefix="vmx-redis-") as d:
-        server = RedisServer(Path(d))
-        server.start()
+        for attempt in range(3):  # as for the cluster: a port may be taken between find and bind
+            server = RedisServer(Path(d))
+            try:
+                server.start()
+                break
+            except RuntimeError:
+                server.stop()
+                if attempt == 2:
+                    raise
         try:
             yield server.url
         finally:
@@ -146,9 +163,19 @@ def redis_url() -> Iterator[str]:
 def redis_cluster_url() -> Iterator[str]:
     """A real 3-node Redis Cluster for the whole session."""
     with tempfile.TemporaryDirectory(prefix="vmx-redis-cluster-") as d:
-        cluster = RedisCluster(Path(d))
+        # Free ports are found, then bound by redis-server: another program on this machine
+        # may take one in between.  A fresh set of ports is tried then (3 times at most).
+        for attempt in range(3):
+            cluster = RedisCluster(Path(d) / str(attempt))
+            cluster.nodes[0].workdir.mkdir()
+            try:
+                cluster.start()
+                break
+            except (RuntimeError, subprocess.SubprocessError):
+                cluster.stop()
+                if attempt == 2:
+                    raise
         try:
-            cluster.start()
             yield cluster.url
         finally:
             cluster.stop()

@@ -70,7 +70,7 @@ async def route(rt: Runtime, ctx: RequestContext) -> ModelRef | None:
     variables = rule_variables(
         ctx.request.format, ctx.body, ctx.envelope.metadata, ctx.key.name if ctx.key else None
     )
-    context = RuleContext(tenant.workspace, tenant.environment, resource.model.connection, rt.health)
+    context = RuleContext(tenant.workspace, tenant.environment, resource.model.connection, rt.health, rt.gate)
     decision = await rules.route(variables, rt.functions, context, ctx.envelope.correlation_id)
     ctx.routing_rule = decision.rule
     return decision.ref
