@@ -23,6 +23,7 @@ PG_BIN := /usr/lib/postgresql/15/bin
 # Lint and strict typing are part of the suite: a style regression fails CI like a bug.
 test: lint
 	@test -x $(PG_BIN)/initdb || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql-15; }
+	command -v redis-server >/dev/null || (apt-get update && apt-get install -y redis-server)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -97,6 +97,10 @@ def celpy_result(expression: str, variables: dict[str, Any]) -> Any:
         result = program.evaluate({k: celpy.json_to_cel(v) for k, v in variables.items()})
     except celpy.CELEvalError:
         return "error"
+    except IndexError:
+        # cel-python 0.5 crashes while formatting the TypeError of `error && error`
+        # (celparser.DumpAST pops an empty stack): it is still an evaluation error.
+        return "error"
     if isinstance(result, celpy.CELEvalError):
         return "error"
     for kind, conv in ((celpy.celtypes.BoolType, bool), (celpy.celtypes.IntType, int), (celpy.celtypes.StringType, str)):

@@ -23,6 +23,7 @@ import structlog
 from attrs import define, field
 
 from vmx_core.audit.record import AuditSink
+from vmx_core.capacity.store import CapacityStore
 from vmx_core.config.loader import load_config
 from vmx_core.config.models import VmxConfig
 from vmx_core.config.validate import validate
@@ -53,6 +54,8 @@ class Gateway:
     #: Upstream outcomes per connection; kept across reloads.
     health: ConnectionHealth = field(factory=ConnectionHealth)
     breaker: CircuitBreaker = field(factory=CircuitBreaker)
+    #: The capacity store of ``storage.capacity``; kept across reloads.
+    capacity_store: CapacityStore | None = None
     _handler: Handler | None = None
     started: bool = False
     #: Runtimes replaced by a reload that still have requests in flight.
@@ -84,7 +87,12 @@ class Gateway:
     async def start(self) -> None:
         if self.started:
             return
-        self.runtime = Runtime.build(self.config, self.plugins.providers(), self.plugins.rule_functions(), self.health, self.breaker)
+        if self.capacity_store is None:
+            self.capacity_store = self.plugins.capacity_store(self.config.storage.capacity)
+        self.runtime = Runtime.build(
+            self.config, self.plugins.providers(), self.plugins.rule_functions(), self.health, self.breaker,
+            self.capacity_store,
+        )
         self.sinks = collect(self.plugins.hook.vmx_register_audit_sinks(config=self.config))
         for sink in self.sinks:
             await sink.start()
@@ -113,6 +121,9 @@ class Gateway:
         self._retired.clear()
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
+        if self.capacity_store is not None:
+            await self.capacity_store.aclose()
+            self.capacity_store = None
 
     async def __aenter__(self) -> Gateway:
         await self.start()
@@ -127,7 +138,10 @@ class Gateway:
         """Swap in a new config atomically; requests in flight finish on the old one, whose
         upstream connections are closed when its last request (or stream) finishes."""
         validate(config, self.plugins.providers(), self.plugins.rule_functions())
-        new = Runtime.build(config, self.plugins.providers(), self.plugins.rule_functions(), self.health, self.breaker)
+        new = Runtime.build(
+            config, self.plugins.providers(), self.plugins.rule_functions(), self.health, self.breaker,
+            self.capacity_store,
+        )
         old, self.runtime, self.config = self.runtime, new, config
         if old is not None:
             old.retired = True

@@ -19,6 +19,7 @@ anything else       a normal answer ("echo: <last user text>")
 ``stall-early``     a stream that stalls after its lifecycle frames, before any content
 ``error-first``     a stream whose first event is an error
 ``leak-key``        HTTP 401 whose error message quotes the ``Authorization`` header it received
+``usage-P-C``       a normal chat answer whose usage reports P prompt and C completion tokens
 ==================  ==========================================================================
 """
 
@@ -135,6 +136,9 @@ class FakeOpenAI:
         cid, created, model = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), body["model"]
         usage = {"prompt_tokens": 11, "completion_tokens": len(text.split()), "total_tokens": 11 + len(text.split()),
                  "prompt_tokens_details": {"cached_tokens": 3}, "completion_tokens_details": {"reasoning_tokens": 0}}
+        if str(model).startswith("usage-"):
+            prompt, completion = (int(n) for n in str(model).split("-")[1:3])
+            usage.update(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
         # Perplexity-style extras: a search option in the request brings citations back.
         extras: dict[str, Any] = {}
         if "search_domain_filter" in body:

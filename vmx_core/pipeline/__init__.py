@@ -12,6 +12,7 @@ from typing import Any
 
 from vmx_core.config.models import ModelRef
 from vmx_core.errors import ConfigError, InvalidRequest, UpstreamProtocolError
+from vmx_core.pipeline import gate as gate_stage
 from vmx_core.pipeline.context import RequestContext
 from vmx_core.pipeline.execute import first_event, run_legs, wants_stream_usage
 from vmx_core.pipeline.resolve import resolve
@@ -42,7 +43,8 @@ async def run(rt: Runtime, ctx: RequestContext, finish: Finish) -> Reply:
     ctx.timings.mark("routing", t)
     if ctx.stream:
         return await _stream(rt, ctx, legs, finish)
-    reply = await run_legs(ctx, legs, _send, rt.breaker)
+    reply = await run_legs(ctx, legs, _send, rt.breaker, rt.gate)
+    await gate_stage.settle(rt.gate, ctx)
     ctx.timings.mark("respond", time.perf_counter())
     ctx.status = 200
     completion = Completion(status=200, headers=ctx.headers(), body=reply)
@@ -68,7 +70,7 @@ async def route(rt: Runtime, ctx: RequestContext) -> ModelRef | None:
     variables = rule_variables(
         ctx.request.format, ctx.body, ctx.envelope.metadata, ctx.key.name if ctx.key else None
     )
-    context = RuleContext(tenant.workspace, tenant.environment, resource.model.connection, rt.health)
+    context = RuleContext(tenant.workspace, tenant.environment, resource.model.connection, rt.health, rt.gate)
     decision = await rules.route(variables, rt.functions, context, ctx.envelope.correlation_id)
     ctx.routing_rule = decision.rule
     return decision.ref
@@ -115,9 +117,12 @@ async def _stream(rt: Runtime, ctx: RequestContext, legs: list[Any], finish: Fin
             await upstream.aclose()
             raise
         ctx.timings.ttft_ms = ctx.timings.elapsed_ms()
-        frames = relay(ctx, upstream, events, held, watcher, idle, finish)
+        frames = relay(ctx, upstream, events, held, watcher, idle, finish, settle)
         return StreamingCompletion(status=200, headers={}, frames=frames)
 
-    reply = await run_legs(ctx, legs, attempt, rt.breaker)
+    async def settle(ctx: RequestContext) -> None:
+        await gate_stage.settle(rt.gate, ctx)
+
+    reply = await run_legs(ctx, legs, attempt, rt.breaker, rt.gate)
     reply.headers = ctx.headers()
     return reply

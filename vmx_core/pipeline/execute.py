@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 from vmx_core.audit.record import Attempt
+from vmx_core.capacity.gate import CapacityRefused, Gate
 from vmx_core.errors import (
     InvalidRequest,
     ProviderError,
@@ -20,6 +21,7 @@ from vmx_core.errors import (
     UpstreamTimeout,
     UpstreamTimeoutError,
 )
+from vmx_core.pipeline import gate as gate_stage
 from vmx_core.pipeline.context import RequestContext
 from vmx_core.pipeline.resolve import upstream_body
 from vmx_core.providers import UpstreamCall
@@ -36,16 +38,26 @@ LegFn = Callable[[RequestContext, Connection, UpstreamCall], Awaitable[T]]
 
 
 async def run_legs(
-    ctx: RequestContext, legs: list[Leg], attempt: LegFn[T], breaker: CircuitBreaker | None = None
+    ctx: RequestContext,
+    legs: list[Leg],
+    attempt: LegFn[T],
+    breaker: CircuitBreaker | None = None,
+    capacity: Gate | None = None,
 ) -> T:
     """Run ``attempt`` on each leg in turn until one succeeds.
 
+    Each leg is first admitted by ``capacity``; a refusal by the leg's connection alone fails
+    over like an upstream 429 (DESIGN §9), any other refusal answers 429 at once.  A failed
+    leg's reservation is refunded; a successful one stays on ``ctx.capacity`` to be settled.
+
     Raises the client-facing error: ``UpstreamRejected`` for a 4xx that is the client's fault,
-    ``UpstreamTimeout`` when the deadline passes, ``UpstreamFailed`` naming every leg.
+    ``UpstreamTimeout`` when the deadline passes, ``CapacityRefused`` when every leg was refused
+    for capacity, ``UpstreamFailed`` naming every leg.
     """
     assert ctx.tenant is not None and ctx.resource is not None and ctx.body is not None
     fmt = ctx.request.format
     unsupported: list[str] = []
+    refusals: list[CapacityRefused] = []
     for leg in legs:
         conn = ctx.tenant.connections[leg.ref.connection]
         if fmt not in conn.provider.formats:
@@ -57,10 +69,20 @@ async def run_legs(
         if breaker is not None and cb_config is not None and not breaker.allow(circuit, cb_config):
             ctx.attempts.append(Attempt(conn.name, conn.provider.name, leg.ref.model, None, "circuit_open", 0.0))
             continue
+        if capacity is not None:
+            try:
+                await gate_stage.admit(capacity, ctx, conn)
+            except CapacityRefused as refused:
+                ctx.attempts.append(Attempt(conn.name, conn.provider.name, leg.ref.model, 429, "capacity_exhausted", 0.0))
+                if not refused.connection_only:
+                    raise
+                refusals.append(refused)
+                continue
         tries = 1 + leg.ref.max_retries
         for try_no in range(tries):
             remaining = ctx.remaining()
             if remaining <= 0:
+                await _refund(capacity, ctx)
                 raise UpstreamTimeout(_timeout_message(ctx))
             leg_timeout = min(remaining, leg.ref.timeout_ms / 1000 if leg.ref.timeout_ms else remaining)
             call = UpstreamCall(
@@ -105,12 +127,20 @@ async def run_legs(
             # clock is another clock, with coarser (uvloop: millisecond) resolution.
             deadline_hit = isinstance(error, UpstreamTimeoutError) and leg_timeout >= remaining
             if deadline_hit or ctx.remaining() <= 0:
+                await _refund(capacity, ctx)
                 raise UpstreamTimeout(_timeout_message(ctx))
             if not should_fail_over(error, ctx.resource):
+                await _refund(capacity, ctx)
                 raise _rejected(error)
             if try_no + 1 < tries and await _wait_retry_after(ctx, error):
                 continue
             break
+        await _refund(capacity, ctx)
+    if refusals and all(a.reason in _NOT_TRIED for a in ctx.attempts):
+        # Every leg was refused by the gateway itself: 429, retry when the first one frees up.
+        first_free = min(refusals, key=lambda r: int(r.headers.get("retry-after", "1")))
+        ctx.ratelimit = gate_stage.ratelimit_headers(first_free.headers)
+        raise first_free
     if unsupported and len(unsupported) == len(ctx.attempts):
         raise InvalidRequest(
             f"the {fmt} endpoint is not supported by the provider of "
@@ -118,6 +148,15 @@ async def run_legs(
             + " (conversion between API shapes is not available for it)"
         )
     raise UpstreamFailed(_failed_message(ctx))
+
+
+#: Attempt reasons that mean no upstream call was made.
+_NOT_TRIED = frozenset({"capacity_exhausted", "circuit_open", "unsupported_format"})
+
+
+async def _refund(capacity: Gate | None, ctx: RequestContext) -> None:
+    if capacity is not None:
+        await gate_stage.refund(capacity, ctx)
 
 
 async def _wait_retry_after(ctx: RequestContext, error: ProviderError) -> bool:

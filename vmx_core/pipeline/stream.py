@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from vmx_core.errors import ProviderError, UpstreamFailed, UpstreamStalledError
 from vmx_core.pipeline.context import RequestContext
@@ -30,6 +30,7 @@ async def relay(
     watcher: StreamWatcher,
     idle: float,
     finish: Callable[[RequestContext], None],
+    settle: Callable[[RequestContext], Awaitable[None]] | None = None,
 ) -> AsyncIterator[bytes]:
     ctx.status = CLIENT_CLOSED
     fmt = ctx.request.format
@@ -64,4 +65,6 @@ async def relay(
         # Shielded: the client may have gone away (cancellation), and the upstream
         # connection must still be released and the audit record still written.
         await asyncio.shield(upstream.aclose())
+        if settle is not None:  # capacity: reconcile the reservation to the stream's usage
+            await asyncio.shield(settle(ctx))
         finish(ctx)
