@@ -18,6 +18,10 @@ anything else       a normal answer ("echo: <last user text>")
 ``truncate-early``  a stream cut after its lifecycle frames, before any content
 ``stall-early``     a stream that stalls after its lifecycle frames, before any content
 ``error-first``     a stream whose first event is an error
+``reset``           the connection drops after content (mid-stream, or half-way through a body)
+``bad-json``        a stream frame after content that is not JSON (whole answers: a cut body)
+``bad-sse``         a "stream" that is not server-sent events at all
+``stall-body``      a whole answer that stops half-way through its body
 ``leak-key``        HTTP 401 whose error message quotes the ``Authorization`` header it received
 ``usage-P-C``       a normal chat answer whose usage reports P prompt and C completion tokens
 ==================  ==========================================================================
@@ -117,13 +121,27 @@ class FakeOpenAI:
             request.transport.close()
             raise asyncio.CancelledError  # aiohttp drops the handler; the client sees a disconnect
         if model == "hang":
-            try:
-                await asyncio.Event().wait()
-            except asyncio.CancelledError:
-                self.cancelled += 1
-                self.cancelled_event.set()
-                raise
+            await self._wait_forever()
+        if not body.get("stream") and model in ("stall-body", "reset", "bad-json", "bad-sse"):
+            # A whole answer that breaks half-way: headers and half a body, then nothing
+            # (stall) or a dropped connection (reset); garbage for the malformed cases.
+            resp = web.StreamResponse(headers={"content-type": "application/json"})
+            await resp.prepare(request)
+            await resp.write(b'{"id": "chatcmpl-x", "object": "chat.comp')
+            if model == "stall-body":
+                await self._wait_forever()
+            assert request.transport is not None
+            request.transport.close()
+            raise asyncio.CancelledError
         return None
+
+    async def _wait_forever(self) -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            self.cancelled_event.set()
+            raise
 
     # -- chat completions ---------------------------------------------------------------------
 
@@ -229,7 +247,19 @@ class FakeOpenAI:
             await resp.write(f"{kind}data: {json.dumps(payload)}\n\n".encode())
             await resp.write_eof()
             return resp
+        if model == "bad-sse":
+            await resp.write(b"this is not server-sent events\nat all\n\n")
+            await resp.write_eof()
+            return resp
         for i, (event, data) in enumerate(events):
+            if model == "reset" and i >= cut:
+                assert request.transport is not None
+                request.transport.close()  # a connection reset mid-stream, after content
+                raise asyncio.CancelledError
+            if model == "bad-json" and i >= cut:
+                await resp.write(b'data: {"choices": [{"delta": {"content": "bro\n\n')
+                await resp.write_eof()
+                return resp
             if model in ("truncate", "stall") and i >= cut:
                 if model == "stall":
                     try:
