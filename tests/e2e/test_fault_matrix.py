@@ -1,4 +1,4 @@
-"""The fault-injection matrix (issue 5): every upstream fault × streamed or not × client shape.
+"""The fault-injection matrix (issue 5): every upstream fault x streamed or not x client shape.
 
 Each cell asserts what the client sees, which legs ran, and that the server still serves. The
 primary leg carries the fault; the resource falls back to a healthy model on the same fake.
