@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -18,6 +16,7 @@ import pytest_asyncio
 
 from tests.conftest import KEY
 from tests.e2e.conftest import e2e_config
+from tests.e2e.module_fixtures import servers, upstream  # noqa: F401
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.server import VmxProcess
 
@@ -54,15 +53,7 @@ def closed_port() -> int:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def upstream() -> AsyncIterator[FakeOpenAI]:
-    fake = FakeOpenAI()
-    await fake.start()
-    yield fake
-    await fake.stop()
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def gw(upstream: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[VmxProcess]:
+async def gw(upstream: FakeOpenAI, servers: Any) -> VmxProcess:
     resources: dict[str, Any] = {}
     for i, (stream_model, whole_model, _, _) in enumerate(FAULTS.values()):
         for suffix, model in (("s", stream_model), ("w", whole_model)):
@@ -78,10 +69,8 @@ async def gw(upstream: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> 
         "credentials": {"api_key": "sk-dead"},
         "options": {"base_url": f"http://127.0.0.1:{closed_port()}/v1"},
     }
-    proc = VmxProcess(cfg, Path(tmp_path_factory.mktemp("vmx")))
-    await proc.start()
-    yield proc
-    await proc.stop()
+    proc: VmxProcess = await servers(cfg)
+    return proc
 
 
 def body_for(endpoint: str, resource: str, stream: bool) -> dict[str, Any]:
