@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from vmx_core.config.loader import load_config
 from vmx_core.config.validate import _NAME as _KEY_NAME  # the names a config accepts
@@ -182,6 +183,7 @@ def _serve(args: argparse.Namespace) -> int:
     from vmx_core import Gateway
     from vmx_server import logging as vmx_logging
     from vmx_server.app import create_app
+    from vmx_server.reload import install_sighup
 
     vmx_logging.configure(args.log_level)
     gateway = Gateway.from_file(args.config)
@@ -210,6 +212,7 @@ def _serve(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        install_sighup(gateway, Path(args.config))
         await serve(app, hc, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
 
     asyncio.run(run())
