@@ -290,3 +290,23 @@ async def test_plugins_add_pure_and_async_rule_functions() -> None:
         loud = await gw.chat_completions("test", "test", {"model": "chat", "messages": [{"role": "user", "content": "hello"}]}, api_key=TEST_KEY)
         broke = await gw.chat_completions("test", "test", {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}, api_key=TEST_KEY)
     assert (loud.headers["x-vmx-model"], broke.headers["x-vmx-model"]) == ("loud", "cheap")
+
+
+@pytest.mark.parametrize(
+    ("when", "message"),
+    [
+        ("tokens.inputs > 10", "tokens has no field 'inputs'"),
+        ("token.input > 10", "undeclared reference to 'token'"),
+        ('tokens.input > "8000"', "type error: cannot compare num with string"),
+        ("request.stream == 1", "type error: cannot compare bool with num"),
+        ('metadata.team == 3', "type error: cannot compare string with num"),
+        ({"all": [{"field": "request.modle", "op": "eq", "value": "x"}]}, "'request.modle' is not a field of request"),
+        ({"any": [{"field": "meta.team", "op": "exists"}]}, "unknown variable 'meta'"),
+    ],
+)
+def test_unknown_variables_and_type_errors_fail_at_load(when: Any, message: str) -> None:
+    """Typos in variable names and comparisons of incompatible types fail `vmx check`."""
+    cfg = base_config(resources={"chat": {"model": ref("p"), "routing": [{"name": "r", "when": when, "then": ref("x")}]}})
+    with pytest.raises(ConfigError, match=message) as info:
+        config_from_dict(cfg, environ={})
+    assert info.value.errors[0][0].startswith("$.workspaces.acme.environments.prod.resources.chat.routing[0]")
