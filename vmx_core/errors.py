@@ -6,6 +6,8 @@
     ├── ConfigError              the config file or store is invalid (carries the key path)
     ├── PluginError              a plugin is missing, broken or misbehaving
     ├── AuditStoreError          the audit database failed (rows are spooled, never lost)
+    ├── CredentialError          a credential ciphertext cannot be opened (or sealed)
+    ├── ConfigStoreError         the config database failed or refused a change
     ├── ProviderError            one upstream leg failed; the pipeline decides whether to fail over
     │   ├── UpstreamHTTPError        the upstream answered a non-2xx status
     │   ├── UpstreamConnectionError  could not connect, or the connection dropped
@@ -35,6 +37,8 @@ __all__ = [
     "BlockedByRouting",
     "CapacityExhausted",
     "ConfigError",
+    "ConfigStoreError",
+    "CredentialError",
     "InvalidRequest",
     "NotFound",
     "PermissionDenied",
@@ -78,6 +82,16 @@ class AuditStoreError(VmxError):
 
     Raised instead of the driver's own exception; the message names the operation and the
     driver's error class, never the connection string (it may hold a password)."""
+
+
+class CredentialError(VmxError):
+    """A ``vmx:enc:v1:`` value could not be decrypted (wrong key, wrong connection, tampered,
+    KMS refused) or a secret could not be encrypted.  The message never holds the value."""
+
+
+class ConfigStoreError(VmxError):
+    """The config database could not be reached or refused a statement (driver errors are
+    wrapped: the message names the operation and SQLSTATE, never the DSN)."""
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from vmx_core.errors import PluginError
 if TYPE_CHECKING:
     from vmx_core.providers import Provider
     from vmx_core.routing.rules import RuleFunctions
+    from vmx_core.security.ciphers import CipherKind
 
 ENTRY_POINT_GROUP = "vmx"
 
@@ -60,10 +61,12 @@ class Plugins:
         plugins = cls(pm)
         from vmx_core.audit import plugin as builtin_audit
         from vmx_core.routing import functions as builtin_rule_functions
+        from vmx_core.security import credentials as builtin_ciphers
 
         # Core features use the same hooks as plugins, but are not optional.
         pm.register(builtin_rule_functions, name="vmx.rule-functions")
         pm.register(builtin_audit, name="vmx.audit")
+        pm.register(builtin_ciphers, name="vmx.ciphers")
         disabled = disabled_plugins(environ)
         if entry_points and "*" not in disabled:
             eps = sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
@@ -108,6 +111,14 @@ class Plugins:
         for mapping in reversed(self.pm.hook.vmx_register_rule_functions()):
             merged.update(mapping or {})
         return RuleFunctions.from_mapping(merged)
+
+    def credential_ciphers(self) -> dict[str, CipherKind]:
+        """Every registered cipher kind by name; a plugin's wins over a built-in of the same
+        name (built-ins are ``trylast``, so they come last in pluggy's order)."""
+        found: dict[str, CipherKind] = {}
+        for kind in collect(self.pm.hook.vmx_register_credential_ciphers()):
+            found.setdefault(kind.name, kind)
+        return found
 
     def providers(self) -> dict[str, Provider]:
         """Every registered provider by name; a name registered twice is an error."""
