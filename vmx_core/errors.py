@@ -17,6 +17,7 @@
     └── RequestError             what the client is told; each maps to one row of DESIGN §6
         ├── InvalidRequest (400)         BlockedByRouting (400)
         ├── AuthenticationFailed (401)   PermissionDenied (403)   NotFound (404)
+        ├── Conflict (409)               PreconditionFailed (412)   (management API)
         ├── RequestTooLarge (413)
         ├── CapacityExhausted (429)      PrioritizationDenied (429)
         ├── UpstreamRejected (the upstream's own 4xx, passed on)
@@ -38,11 +39,13 @@ __all__ = [
     "CapacityExhausted",
     "ConfigError",
     "ConfigStoreError",
+    "Conflict",
     "CredentialError",
     "InvalidRequest",
     "NotFound",
     "PermissionDenied",
     "PluginError",
+    "PreconditionFailed",
     "PrioritizationDenied",
     "ProviderError",
     "RequestError",
@@ -212,6 +215,24 @@ class NotFound(RequestError):
     openai_code = "not_found"
     openai_type = "not_found_error"
     anthropic_type = "not_found_error"
+
+
+class Conflict(RequestError):
+    """The object already exists (a management ``POST`` of a taken name)."""
+
+    status = 409
+    openai_code = "conflict"
+    openai_type = "invalid_request_error"
+    anthropic_type = "invalid_request_error"
+
+
+class PreconditionFailed(RequestError):
+    """``If-Match`` named a version that is no longer current: someone changed it first."""
+
+    status = 412
+    openai_code = "precondition_failed"
+    openai_type = "invalid_request_error"
+    anthropic_type = "invalid_request_error"
 
 
 class RequestTooLarge(RequestError):

@@ -60,6 +60,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     rot.add_argument("--config", required=True)
     rot.add_argument("--write", action="store_true", help="rewrite the config file in place (else print)")
 
+    imp = sub.add_parser("import", help="replace the config store's objects with a config file's")
+    imp.add_argument("--config", required=True, help="the gateway's config (storage.config: database)")
+    imp.add_argument("--from", dest="source", help="the file to import (default: --config itself)")
+
+    exp = sub.add_parser("export", help="print the config store's objects as a config file")
+    exp.add_argument("--config", required=True)
+
     keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="keys_command", required=True)
     create = keys.add_parser("create", help="generate a key; prints it once, with the hash to store")
     create.add_argument("--config", required=True)
@@ -82,6 +89,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _encrypt(args)
         if args.command == "rotate-key":
             return _rotate_key(args)
+        if args.command == "import":
+            return _import(args)
+        if args.command == "export":
+            return _export(args)
         return _keys_create(args)
     except (ConfigError, PluginError) as exc:
         _print_error(exc)
@@ -231,7 +242,11 @@ def _rotate_key(args: argparse.Namespace) -> int:
     config = load_config(args.config, providers=plugins.providers(), rule_functions=plugins.rule_functions())
     creds = Credentials(plugins.credential_ciphers())
     if config.storage.config == "database":
-        raise ConfigError("rotate-key does not support storage.config: database yet", "$.storage.config")
+        from vmx_core.store.tools import rotate_store
+
+        count = asyncio.run(rotate_store(config, plugins))
+        print(f"re-encrypted {count} credential(s) in the config store (one transaction)")
+        return 0
 
     async def run() -> list[Any]:
         try:
@@ -252,6 +267,35 @@ def _rotate_key(args: argparse.Namespace) -> int:
     print(f"re-encrypted {len(rotated) - len(missing)} credential(s) in {path}")
     for r in missing:
         print(f"not in the file (set through a ${{VAR}}?): {r.path}: {r.new}")
+    return 0
+
+
+def _store_config(args: argparse.Namespace) -> tuple[Any, Plugins]:
+    plugins = Plugins.load()
+    config = load_config(args.config, providers=plugins.providers(), rule_functions=plugins.rule_functions())
+    if config.storage.config != "database":
+        raise ConfigError("needs storage.config: database", "$.storage.config")
+    return config, plugins
+
+
+def _import(args: argparse.Namespace) -> int:
+    from vmx_core.store.tools import import_file
+
+    config, plugins = _store_config(args)
+    source = load_config(args.source or args.config, providers=plugins.providers(),
+                         rule_functions=plugins.rule_functions())
+    version = asyncio.run(import_file(config, source, plugins))
+    print(f"imported {args.source or args.config}: config store version {version}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    import yaml
+
+    from vmx_core.store.tools import export_tree
+
+    config, plugins = _store_config(args)
+    print(yaml.safe_dump(asyncio.run(export_tree(config, plugins)), sort_keys=False), end="")
     return 0
 
 
@@ -298,7 +342,7 @@ def _serve(args: argparse.Namespace) -> int:
     workers = args.workers or server.workers
     if workers > 1:
         return _serve_workers(args, hc, workers)
-    app = create_app(gateway)
+    app = create_app(gateway, args.config)
 
     try:
         import uvloop
