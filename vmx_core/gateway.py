@@ -37,6 +37,7 @@ from vmx_core.request import ClientRequest
 from vmx_core.routing.breaker import CircuitBreaker
 from vmx_core.routing.health import ConnectionHealth
 from vmx_core.runtime import Runtime
+from vmx_core.security.credentials import Credentials
 from vmx_core.telemetry import record_request
 from vmx_core.wire.formats import Format
 
@@ -61,6 +62,10 @@ class Gateway:
     #: Runtimes replaced by a reload that still have requests in flight.
     _retired: set[Runtime] = field(factory=set)
     _closing: set[asyncio.Task[None]] = field(factory=set)
+    #: Opened credential ciphers, kept across reloads (the KMS data-key cache lives there).
+    _credentials: Credentials | None = None
+    #: Serialises reloads: two changes arriving together are applied one after the other.
+    _reload_lock: asyncio.Lock = field(factory=asyncio.Lock)
 
     # -- construction -------------------------------------------------------------------------
 
@@ -89,10 +94,7 @@ class Gateway:
             return
         if self.capacity_store is None:
             self.capacity_store = self.plugins.capacity_store(self.config.storage.capacity)
-        self.runtime = Runtime.build(
-            self.config, self.plugins.providers(), self.plugins.rule_functions(), self.health, self.breaker,
-            self.capacity_store,
-        )
+        self.runtime = await self._build(self.config)
         self.sinks = collect(self.plugins.hook.vmx_register_audit_sinks(config=self.config))
         for sink in self.sinks:
             await sink.start()
@@ -116,6 +118,8 @@ class Gateway:
             await sink.aclose()
         if self.runtime is not None:
             await self.runtime.aclose()
+        if self._credentials is not None:
+            await self._credentials.aclose()
         for rt in list(self._retired):
             await rt.aclose()
         self._retired.clear()
@@ -137,18 +141,31 @@ class Gateway:
     async def reload(self, config: VmxConfig) -> None:
         """Swap in a new config atomically; requests in flight finish on the old one, whose
         upstream connections are closed when its last request (or stream) finishes."""
-        validate(config, self.plugins.providers(), self.plugins.rule_functions())
-        new = Runtime.build(
-            config, self.plugins.providers(), self.plugins.rule_functions(), self.health, self.breaker,
-            self.capacity_store,
-        )
-        old, self.runtime, self.config = self.runtime, new, config
+        async with self._reload_lock:
+            validate(config, self.plugins.providers(), self.plugins.rule_functions())
+            new = await self._build(config)
+            old, self.runtime, self.config = self.runtime, new, config
         if old is not None:
             old.retired = True
             if old.in_flight == 0:
                 await old.aclose()
             else:
                 self._retired.add(old)
+
+    @property
+    def credentials(self) -> Credentials:
+        """The credential ciphers (``vmx_register_credential_ciphers``), opened lazily."""
+        if self._credentials is None:
+            self._credentials = Credentials(self.plugins.credential_ciphers())
+        return self._credentials
+
+    async def _build(self, config: VmxConfig) -> Runtime:
+        # Only the runtime sees plaintext credentials; self.config keeps the ciphertexts.
+        plain = await self.credentials.decrypt_config(config)
+        return Runtime.build(
+            plain, self.plugins.providers(), self.plugins.rule_functions(), self.health, self.breaker,
+            self.capacity_store,
+        )
 
     def _close_later(self, rt: Runtime) -> None:
         self._retired.discard(rt)

@@ -8,4 +8,4 @@ from vmx_server import logging as vmx_logging
 from vmx_server.app import create_app
 
 vmx_logging.configure(os.environ.get("VMX_LOG_LEVEL", "info"))
-app = create_app(Gateway.from_file(os.environ["VMX_CONFIG"]))
+app = create_app(Gateway.from_file(os.environ["VMX_CONFIG"]), os.environ["VMX_CONFIG"])
