@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import os
 import re
 import sys
@@ -203,7 +204,8 @@ async def test_readme_sdk_snippet_answers_from_quickstart_server(tmp_path: Path)
         await server.stop()
     assert proc.returncode == 0, err.decode()
     assert out.decode().strip() == "Mock answer to: Hello!"
-    assert '"resource": "chat"' in server.output() or "resource=chat" in server.output()
+    lines = [json.loads(line) for line in server.output().splitlines() if line.startswith("{")]
+    assert any(line.get("resource") == "chat" for line in lines)
 
 
 async def test_readme_embedding_snippet_runs_in_process() -> None:

@@ -85,10 +85,13 @@ async def run_legs(
                 await _refund(capacity, ctx)
                 raise UpstreamTimeout(_timeout_message(ctx))
             leg_timeout = min(remaining, leg.ref.timeout_ms / 1000 if leg.ref.timeout_ms else remaining)
+            built = time.perf_counter()
+            body = upstream_body(ctx, leg.ref)
+            ctx.timings.mark("conversion", built)
             call = UpstreamCall(
                 format=fmt,
                 model=leg.ref.model,
-                body=upstream_body(ctx, leg.ref),
+                body=body,
                 stream=ctx.stream,
                 timeout=leg_timeout,
                 idle_timeout=ctx.resource.stream_idle_timeout_ms / 1000,

@@ -34,9 +34,12 @@ async def relay(
 ) -> AsyncIterator[bytes]:
     ctx.status = CLIENT_CLOSED
     fmt = ctx.request.format
+    timings = ctx.timings
     try:
         for frame in held:
+            handed = time.perf_counter()
             yield frame
+            timings.downstream_ms += (time.perf_counter() - handed) * 1000
         while not watcher.terminal:
             wait = min(idle, ctx.remaining())
             started = time.perf_counter()
@@ -48,9 +51,13 @@ async def relay(
             except TimeoutError:
                 raise UpstreamStalledError(f"the stream stalled for {wait * 1000:.0f} ms") from None
             finally:
-                ctx.timings.upstream_ms += (time.perf_counter() - started) * 1000
+                timings.upstream_ms += (time.perf_counter() - started) * 1000
             if watcher.observe(ev):
+                # Suspended at the yield while the server writes the frame and the client
+                # reads it: that wait is the client's, not gateway overhead.
+                handed = time.perf_counter()
                 yield ev.raw
+                timings.downstream_ms += (time.perf_counter() - handed) * 1000
         if not watcher.terminal:
             raise ProviderError("the upstream stream ended before its final event (truncated)")
         ctx.status = 502 if watcher.failed else 200
