@@ -13,16 +13,20 @@ from typing import Any
 from vmx_core.config.models import ModelRef
 from vmx_core.errors import ConfigError, InvalidRequest, UpstreamProtocolError
 from vmx_core.pipeline.context import RequestContext
+from vmx_core.pipeline.convert import STAGE as CONVERSION
+from vmx_core.pipeline.convert import ConvertedStream
 from vmx_core.pipeline.execute import first_event, run_legs, wants_stream_usage
 from vmx_core.pipeline.resolve import resolve
 from vmx_core.pipeline.stream import relay
-from vmx_core.providers import UpstreamCall
+from vmx_core.providers import UpstreamCall, UpstreamStream
 from vmx_core.reply import Completion, Reply, StreamingCompletion
 from vmx_core.routing.functions import RuleContext
 from vmx_core.routing.legs import plan_legs
 from vmx_core.routing.rules import RuleSet
 from vmx_core.routing.variables import rule_variables
 from vmx_core.runtime import Connection, Runtime
+from vmx_core.tokens import estimate_request
+from vmx_core.wire.convert import StreamConverter, convert_response
 from vmx_core.wire.formats import Format
 from vmx_core.wire.streams import StreamWatcher, usage_from_body
 
@@ -79,7 +83,13 @@ async def _send(ctx: RequestContext, conn: Connection, call: UpstreamCall) -> by
     if not isinstance(reply.json, dict):
         raise UpstreamProtocolError("the upstream answered a body that is not a JSON object")
     ctx.usage = usage_from_body(call.format, reply.json)
-    return reply.body
+    if call.format is ctx.request.format:
+        return reply.body
+    started = time.perf_counter()
+    try:
+        return convert_response(call.format, ctx.request.format, reply.json)
+    finally:
+        ctx.timings.mark(CONVERSION, started)
 
 
 async def _stream(rt: Runtime, ctx: RequestContext, legs: list[Any], finish: Finish) -> StreamingCompletion:
@@ -89,13 +99,20 @@ async def _stream(rt: Runtime, ctx: RequestContext, legs: list[Any], finish: Fin
     idle = ctx.resource.stream_idle_timeout_ms / 1000
 
     async def attempt(ctx: RequestContext, conn: Connection, call: UpstreamCall) -> StreamingCompletion:
+        converting = call.format is not fmt
         strip = False
-        if fmt is Format.CHAT_COMPLETIONS and not client_wants_usage and getattr(conn.provider, "stream_usage", False):
-            # Usage is always captured: ask for it, and hide the extra chunk from the client.
+        if call.format is Format.CHAT_COMPLETIONS and getattr(conn.provider, "stream_usage", False):
+            # Usage is always captured: ask for it, and hide the extra chunk from a client
+            # that did not ask (a converted stream ends with one whenever usage is known).
             opts = call.body.get("stream_options")
             call.body["stream_options"] = {**(opts if isinstance(opts, dict) else {}), "include_usage": True}
-            strip = True
-        upstream = await conn.client.open_stream(call)
+        if fmt is Format.CHAT_COMPLETIONS and not client_wants_usage:
+            strip = converting or getattr(conn.provider, "stream_usage", False)
+        upstream: UpstreamStream = await conn.client.open_stream(call)
+        if converting:
+            # Anthropic's message_start announces input usage before any upstream reports it.
+            estimate = estimate_request(call.body) if fmt is Format.ANTHROPIC else None
+            upstream = ConvertedStream(upstream, StreamConverter(call.format, fmt, estimate), ctx.timings)
         events = aiter(upstream)
         watcher = StreamWatcher(fmt, strip_usage_chunk=strip)
         # Hold lifecycle frames back until the first content: until then nothing has reached

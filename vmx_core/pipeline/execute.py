@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from vmx_core.audit.record import Attempt
 from vmx_core.errors import (
@@ -21,12 +21,14 @@ from vmx_core.errors import (
     UpstreamTimeoutError,
 )
 from vmx_core.pipeline.context import RequestContext
+from vmx_core.pipeline.convert import converted_body
 from vmx_core.pipeline.resolve import upstream_body
 from vmx_core.providers import UpstreamCall
 from vmx_core.routing.breaker import CircuitBreaker
 from vmx_core.routing.health import is_upstream_failure
 from vmx_core.routing.legs import Leg, should_fail_over
 from vmx_core.runtime import Connection
+from vmx_core.wire.convert import target_format
 from vmx_core.wire.formats import Format
 
 T = TypeVar("T")
@@ -46,12 +48,26 @@ async def run_legs(
     assert ctx.tenant is not None and ctx.resource is not None and ctx.body is not None
     fmt = ctx.request.format
     unsupported: list[str] = []
+    #: Legs whose provider cannot honour a feature of the request once converted (400s).
+    refused: list[InvalidRequest] = []
     for leg in legs:
         conn = ctx.tenant.connections[leg.ref.connection]
-        if fmt not in conn.provider.formats:
+        target = target_format(fmt, conn.provider.formats)
+        if target is None:
             unsupported.append(f"{conn.name} ({conn.provider.name})")
             ctx.attempts.append(Attempt(conn.name, conn.provider.name, leg.ref.model, None, "unsupported_format", 0.0))
             continue
+        converted: dict[str, Any] | None = None
+        if target is not fmt:
+            try:
+                converted = converted_body(ctx, leg.ref, target)
+            except InvalidRequest as exc:
+                # Another leg (one that speaks the client's shape) may still serve it.
+                refused.append(exc)
+                ctx.attempts.append(
+                    Attempt(conn.name, conn.provider.name, leg.ref.model, None, "unsupported_feature", 0.0, exc.message[:300])
+                )
+                continue
         circuit = (ctx.tenant.workspace, ctx.tenant.environment, conn.name)
         cb_config = ctx.resource.circuit_breaker if breaker is not None else None
         if breaker is not None and cb_config is not None and not breaker.allow(circuit, cb_config):
@@ -64,12 +80,13 @@ async def run_legs(
                 raise UpstreamTimeout(_timeout_message(ctx))
             leg_timeout = min(remaining, leg.ref.timeout_ms / 1000 if leg.ref.timeout_ms else remaining)
             call = UpstreamCall(
-                format=fmt,
+                format=target,
                 model=leg.ref.model,
-                body=upstream_body(ctx, leg.ref),
+                body=upstream_body(ctx, leg.ref) if converted is None else dict(converted),
                 stream=ctx.stream,
                 timeout=leg_timeout,
                 idle_timeout=ctx.resource.stream_idle_timeout_ms / 1000,
+                headers=_passthrough_headers(ctx, target),
             )
             ctx.connection, ctx.model = conn, leg.ref.model
             started = time.perf_counter()
@@ -111,6 +128,8 @@ async def run_legs(
             if try_no + 1 < tries and await _wait_retry_after(ctx, error):
                 continue
             break
+    if refused and len(refused) + len(unsupported) == len(ctx.attempts):
+        raise refused[0]
     if unsupported and len(unsupported) == len(ctx.attempts):
         raise InvalidRequest(
             f"the {fmt} endpoint is not supported by the provider of "
@@ -118,6 +137,18 @@ async def run_legs(
             + " (conversion between API shapes is not available for it)"
         )
     raise UpstreamFailed(_failed_message(ctx))
+
+
+#: Client headers that carry meaning for an upstream of the same shape (Anthropic SDKs send
+#: beta flags as a header, not in the body).
+_FORWARDED = {Format.ANTHROPIC: ("anthropic-beta",)}
+
+
+def _passthrough_headers(ctx: RequestContext, target: Format) -> dict[str, str]:
+    if target is not ctx.request.format:
+        return {}
+    names = _FORWARDED.get(target, ())
+    return {n: ctx.request.headers[n] for n in names if n in ctx.request.headers}
 
 
 async def _wait_retry_after(ctx: RequestContext, error: ProviderError) -> bool:
