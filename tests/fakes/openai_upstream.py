@@ -36,7 +36,6 @@ from typing import Any
 
 from aiohttp import web
 
-
 #: The arguments of the fake's tool calls.
 TOOL_ARGUMENTS = '{"city": "Paris"}'
 
