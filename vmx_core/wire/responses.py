@@ -155,7 +155,7 @@ def emit_request(req: c.Request) -> dict[str, Any]:
                 items.append({"type": "function_call", "call_id": p.id, "name": p.name, "arguments": p.arguments})
             elif isinstance(p, c.ToolResult):
                 only_text = all(isinstance(x, c.Text) for x in p.content)
-                output: Any = "".join(x.text for x in p.content if isinstance(x, c.Text)) if only_text else _emit_content(list(p.content), "user")
+                output: Any = "".join(x.text for x in p.content if isinstance(x, c.Text)) if only_text else _emit_content(list(p.content))
                 if p.is_error and isinstance(output, str):
                     output = f"[tool error] {output}"
                 items.append({"type": "function_call_output", "call_id": p.call_id, "output": output})
@@ -196,14 +196,15 @@ def emit_request(req: c.Request) -> dict[str, Any]:
 
 
 def _flush(items: list[dict[str, Any]], run: list[c.Text | c.Image], role: str) -> None:
-    if run:
-        items.append({"role": role, "content": _emit_content(run, role)})
-        run.clear()
-
-
-def _emit_content(parts: list[c.Text | c.Image], role: str) -> str | list[dict[str, Any]]:
     if role == "assistant":
-        return "".join(p.text for p in parts if isinstance(p, c.Text))
+        # One message per text: an assistant input message holds a plain string.
+        items.extend({"role": role, "content": p.text} for p in run if isinstance(p, c.Text))
+    elif run:
+        items.append({"role": role, "content": _emit_content(run)})
+    run.clear()
+
+
+def _emit_content(parts: list[c.Text | c.Image]) -> str | list[dict[str, Any]]:
     if len(parts) == 1 and isinstance(parts[0], c.Text):
         return parts[0].text
     out: list[dict[str, Any]] = []
