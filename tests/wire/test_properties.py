@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import orjson
@@ -103,7 +104,7 @@ def _final(src: Format, dst: Format, raw: bytes, cuts: list[int]) -> c.Response:
     conv = StreamConverter(src, dst, 10)
     parser, back, acc = SSEParser(), PARSERS[dst](), c.Accumulator()
     bounds = [0, *sorted(cuts), len(raw)]
-    for a, b in zip(bounds, bounds[1:], strict=False):
+    for a, b in itertools.pairwise(bounds):
         for ev in parser.feed(raw[a:b]):
             for converted in conv.feed(ev):
                 for canonical_event in back.feed(converted):
