@@ -126,3 +126,16 @@ async def test_unconvertible_feature_is_a_400_naming_it(client: Any, upstream: F
     with pytest.raises(anthropic.BadRequestError, match="top_k"):
         await client.messages.create(model="gpt", max_tokens=50, messages=HI, extra_body={"top_k": 3})
     assert upstream.requests == []
+
+
+async def test_count_tokens_native_and_estimated(client: Any, anthropic_upstream: FakeAnthropic) -> None:
+    """messages.count_tokens asks Anthropic for an Anthropic resource and estimates for others,
+    saying which in x-vmx-token-count."""
+    native = await client.messages.with_raw_response.count_tokens(model="claude", messages=HI)
+    assert (await native.parse()).input_tokens == 10  # the fake's count: 7 + 3 per message
+    assert native.headers["x-vmx-token-count"] == "provider"
+    assert anthropic_upstream.requests[0]["path"] == "/v1/messages/count_tokens"
+    assert anthropic_upstream.requests[0]["body"]["model"] == "claude-sonnet-4-5"
+    estimated = await client.messages.with_raw_response.count_tokens(model="gpt", messages=HI)
+    assert estimated.headers["x-vmx-token-count"] == "estimate"
+    assert 0 < (await estimated.parse()).input_tokens < 20
