@@ -228,24 +228,29 @@ class Accumulator:
 
     Used where a dialect needs the whole answer at the end of a stream (Responses'
     ``response.completed``) and by the tests that prove any chunking gives the same answer.
+    Deltas are kept as lists and joined on demand: appending to an immutable part per delta
+    would make a long stream quadratic.
     """
 
     def __init__(self) -> None:
         self.id = ""
         self.model = ""
         self.blocks: dict[int, Text | ToolCall | Thinking] = {}
+        self.pieces: dict[int, list[str]] = {}
+        self.signatures: dict[int, list[str]] = {}
         self.stop_reason: StopReason = "end"
         self.stop_sequence: str | None = None
         self.usage: Usage | None = None
         self.error: str | None = None
 
     def add(self, ev: Event) -> None:
-        if isinstance(ev, Start):
+        if isinstance(ev, Delta):
+            target = self.signatures if ev.kind == "signature" else self.pieces
+            target.setdefault(ev.index, []).append(ev.value)
+        elif isinstance(ev, Start):
             self.id, self.model, self.usage = ev.id, ev.model, ev.usage
         elif isinstance(ev, BlockStart):
             self.blocks[ev.index] = ev.part
-        elif isinstance(ev, Delta):
-            self.blocks[ev.index] = apply_delta(self.blocks[ev.index], ev)
         elif isinstance(ev, Finish):
             self.stop_reason, self.stop_sequence = ev.stop_reason, ev.stop_sequence
         elif isinstance(ev, UsageEvent):
@@ -253,19 +258,20 @@ class Accumulator:
         elif isinstance(ev, StreamError):
             self.error = ev.message
 
+    def part(self, index: int) -> Text | ToolCall | Thinking:
+        """Block ``index`` with every delta received so far."""
+        part = self.blocks[index]
+        body = "".join(self.pieces.get(index, ()))
+        if isinstance(part, Text):
+            return Text(part.text + body)
+        if isinstance(part, ToolCall):
+            return evolve(part, arguments=part.arguments + body)
+        sig = "".join(self.signatures.get(index, ()))
+        return evolve(part, text=part.text + body, signature=(part.signature or "") + sig if sig else part.signature)
+
     def response(self) -> Response:
-        parts = tuple(self.blocks[i] for i in sorted(self.blocks))
+        parts = tuple(self.part(i) for i in sorted(self.blocks))
         return Response(self.id, self.model, parts, self.stop_reason, self.stop_sequence, self.usage or Usage())
-
-
-def apply_delta(part: Text | ToolCall | Thinking, d: Delta) -> Text | ToolCall | Thinking:
-    if isinstance(part, Text):
-        return Text(part.text + d.value)
-    if isinstance(part, ToolCall):
-        return evolve(part, arguments=part.arguments + d.value)
-    if d.kind == "signature":
-        return evolve(part, signature=(part.signature or "") + d.value)
-    return evolve(part, text=part.text + d.value)
 
 
 def merge_usage(base: Usage | None, update: Usage) -> Usage:

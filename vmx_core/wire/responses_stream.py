@@ -93,6 +93,7 @@ class ResponsesStreamEmitter:
         self.acc = c.Accumulator()
         self.rid = ""
         self.items: dict[int, int] = {}
+        self.ids: dict[int, str] = {}
 
     def _ev(self, kind: str, **payload: Any) -> SSEEvent:
         ev = json_event({"type": kind, "sequence_number": self.seq, **payload}, kind)
@@ -105,8 +106,7 @@ class ResponsesStreamEmitter:
     def emit(self, ev: c.Event) -> list[SSEEvent]:
         self.acc.add(ev)
         if isinstance(ev, c.Delta):
-            n = self.items[ev.index]
-            item_id = emit_item(self.acc.blocks[ev.index], n, self.rid)["id"]
+            n, item_id = self.items[ev.index], self.ids[ev.index]
             if ev.kind == "text":
                 return [self._ev("response.output_text.delta", item_id=item_id, output_index=n, content_index=0,
                                  delta=ev.value, logprobs=[])]
@@ -123,6 +123,7 @@ class ResponsesStreamEmitter:
         if isinstance(ev, c.BlockStart):
             n = self.items[ev.index] = len(self.items)
             item = emit_item(ev.part, n, self.rid, "in_progress")
+            self.ids[ev.index] = item["id"]
             if isinstance(ev.part, c.Text):
                 item["content"] = []
                 part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
@@ -148,7 +149,7 @@ class ResponsesStreamEmitter:
 
     def _done(self, index: int) -> list[SSEEvent]:
         n = self.items[index]
-        part = self.acc.blocks[index]
+        part = self.acc.part(index)
         item = emit_item(part, n, self.rid)
         out: list[SSEEvent] = []
         if isinstance(part, c.Text):
