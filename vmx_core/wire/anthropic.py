@@ -39,7 +39,7 @@ SOURCE = "another provider's API"
 def parse_request(body: Mapping[str, Any]) -> c.Request:
     """An Anthropic Messages body as a canonical request; 400 naming what cannot be carried."""
     for key, value in body.items():
-        if key in _IGNORED or key in _HANDLED or value is None:
+        if key in _IGNORED or key in _HANDLED or value is None or value is False:
             continue
         raise c.unsupported(key, SOURCE, "no equivalent")
     if body.get("betas"):

@@ -59,7 +59,7 @@ def image_url(img: c.Image) -> str:
 def parse_request(body: Mapping[str, Any]) -> c.Request:
     """A Chat Completions body as a canonical request; 400 naming any field it cannot carry."""
     for key, value in body.items():
-        if key in _IGNORED or key in _HANDLED or value is None:
+        if key in _IGNORED or key in _HANDLED or value is None or value is False:
             continue
         raise c.unsupported(key, "another provider's API", "no equivalent")
     if body.get("n") not in (None, 1):
