@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from vmx_core.errors import InvalidRequest
+from vmx_core.errors import InvalidRequest, UpstreamProtocolError
 from vmx_core.wire import canonical as c
 from vmx_core.wire import usage as usage_mod
 from vmx_core.wire.formats import Format
@@ -275,7 +275,13 @@ def emit_part(p: c.Text | c.ToolCall | c.Thinking) -> dict[str, Any]:
     if isinstance(p, c.Text):
         return {"type": "text", "text": p.text}
     if isinstance(p, c.ToolCall):
-        return {"type": "tool_use", "id": p.id, "name": p.name, "input": orjson.loads(p.arguments or "{}")}
+        try:
+            args = orjson.loads(p.arguments or "{}")
+        except orjson.JSONDecodeError:
+            # The model wrote broken JSON: Anthropic's shape cannot hold it, and another leg
+            # may do better (a ProviderError fails over).
+            raise UpstreamProtocolError(f"tool call {p.id} has arguments that are not JSON") from None
+        return {"type": "tool_use", "id": p.id, "name": p.name, "input": args}
     if p.redacted is not None:
         return {"type": "redacted_thinking", "data": p.redacted}
     return {"type": "thinking", "thinking": p.text, "signature": p.signature or ""}
