@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import KEY_SHA
 from tests.fakes.anthropic_upstream import FakeAnthropic
+from tests.fakes.bedrock_upstream import FakeBedrock
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.server import VmxProcess
 
@@ -28,6 +29,14 @@ async def upstream() -> AsyncIterator[FakeOpenAI]:
 @pytest.fixture
 async def anthropic_upstream() -> AsyncIterator[FakeAnthropic]:
     fake = FakeAnthropic()
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+async def bedrock_upstream() -> AsyncIterator[FakeBedrock]:
+    fake = FakeBedrock()
     await fake.start()
     yield fake
     await fake.stop()

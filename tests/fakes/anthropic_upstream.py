@@ -113,52 +113,62 @@ class FakeAnthropic:
             return refused
         if not isinstance(body.get("max_tokens"), int):
             return _error(400, "invalid_request_error", "max_tokens: Field required")
-        blocks, stop = answer_blocks(body)
-        mid, model = f"msg_{uuid.uuid4().hex[:16]}", body["model"]
-        output_tokens = sum(len(json.dumps(b).split()) for b in blocks)
         if not body.get("stream"):
-            return web.json_response({
-                "id": mid, "type": "message", "role": "assistant", "model": model, "content": blocks,
-                "stop_reason": stop, "stop_sequence": None, "usage": {**USAGE, "output_tokens": output_tokens},
-            })
+            return web.json_response(whole_message(body))
         resp = web.StreamResponse(headers={"content-type": "text/event-stream", "cache-control": "no-cache"})
         await resp.prepare(request)
-
-        async def send(kind: str, **payload: Any) -> None:
-            await resp.write(f"event: {kind}\ndata: {json.dumps({'type': kind, **payload})}\n\n".encode())
-
-        start = {"id": mid, "type": "message", "role": "assistant", "model": model, "content": [],
-                 "stop_reason": None, "stop_sequence": None, "usage": {**USAGE, "output_tokens": 1}}
-        await send("message_start", message=start)
-        for i, block in enumerate(blocks):
-            await self._block(send, i, block)
-            if i == 0:
-                await send("ping")
-        await send("message_delta", delta={"stop_reason": stop, "stop_sequence": None},
-                   usage={"output_tokens": output_tokens})
-        await send("message_stop")
+        for kind, payload in stream_events(body):
+            await resp.write(f"event: {kind}\ndata: {json.dumps(payload)}\n\n".encode())
         await resp.write_eof()
         return resp
 
-    @staticmethod
-    async def _block(send: Any, i: int, block: dict[str, Any]) -> None:
-        kind = block["type"]
-        if kind == "text":
-            await send("content_block_start", index=i, content_block={"type": "text", "text": ""})
-            for w in block["text"].split(" "):
-                piece = w if w == block["text"].split(" ")[-1] else w + " "
-                await send("content_block_delta", index=i, delta={"type": "text_delta", "text": piece})
-        elif kind == "thinking":
-            await send("content_block_start", index=i, content_block={"type": "thinking", "thinking": "", "signature": ""})
-            await send("content_block_delta", index=i, delta={"type": "thinking_delta", "thinking": block["thinking"]})
-            await send("content_block_delta", index=i, delta={"type": "signature_delta", "signature": block["signature"]})
-        else:
-            start = {**block, "input": {}}
-            await send("content_block_start", index=i, content_block=start)
-            raw = json.dumps(block["input"])
-            for piece in ("", raw[:5], raw[5:]):
-                await send("content_block_delta", index=i, delta={"type": "input_json_delta", "partial_json": piece})
-        await send("content_block_stop", index=i)
+
+def whole_message(body: dict[str, Any]) -> dict[str, Any]:
+    """The whole (non-streamed) answer to ``body``."""
+    blocks, stop = answer_blocks(body)
+    output_tokens = sum(len(json.dumps(b).split()) for b in blocks)
+    return {"id": f"msg_{uuid.uuid4().hex[:16]}", "type": "message", "role": "assistant", "model": body.get("model", "claude"),
+            "content": blocks, "stop_reason": stop, "stop_sequence": None, "usage": {**USAGE, "output_tokens": output_tokens}}
+
+
+def stream_events(body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The streamed answer to ``body``: Anthropic's event sequence, ``ping`` included."""
+    blocks, stop = answer_blocks(body)
+    output_tokens = sum(len(json.dumps(b).split()) for b in blocks)
+    events: list[tuple[str, dict[str, Any]]] = []
+
+    def add(kind: str, **payload: Any) -> None:
+        events.append((kind, {"type": kind, **payload}))
+
+    start = {"id": f"msg_{uuid.uuid4().hex[:16]}", "type": "message", "role": "assistant", "model": body.get("model", "claude"),
+             "content": [], "stop_reason": None, "stop_sequence": None, "usage": {**USAGE, "output_tokens": 1}}
+    add("message_start", message=start)
+    for i, block in enumerate(blocks):
+        _block(add, i, block)
+        if i == 0:
+            add("ping")
+    add("message_delta", delta={"stop_reason": stop, "stop_sequence": None}, usage={"output_tokens": output_tokens})
+    add("message_stop")
+    return events
+
+
+def _block(add: Any, i: int, block: dict[str, Any]) -> None:
+    kind = block["type"]
+    if kind == "text":
+        add("content_block_start", index=i, content_block={"type": "text", "text": ""})
+        words = block["text"].split(" ")
+        for n, w in enumerate(words):
+            add("content_block_delta", index=i, delta={"type": "text_delta", "text": w if n == len(words) - 1 else w + " "})
+    elif kind == "thinking":
+        add("content_block_start", index=i, content_block={"type": "thinking", "thinking": "", "signature": ""})
+        add("content_block_delta", index=i, delta={"type": "thinking_delta", "thinking": block["thinking"]})
+        add("content_block_delta", index=i, delta={"type": "signature_delta", "signature": block["signature"]})
+    else:
+        add("content_block_start", index=i, content_block={**block, "input": {}})
+        raw = json.dumps(block["input"])
+        for piece in ("", raw[:5], raw[5:]):
+            add("content_block_delta", index=i, delta={"type": "input_json_delta", "partial_json": piece})
+    add("content_block_stop", index=i)
 
 
 def _error(status: int, kind: str, message: str) -> web.Response:
