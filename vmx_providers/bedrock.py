@@ -1,5 +1,11 @@
-"""``bedrock-invoke``: Claude on AWS Bedrock through InvokeModel and
-InvokeModelWithResponseStream, with the Anthropic Messages body.
+"""AWS Bedrock: ``bedrock`` (Converse and ConverseStream, every foundation model) and
+``bedrock-invoke`` (InvokeModel and InvokeModelWithResponseStream with the Anthropic Messages
+body, for Claude).
+
+``bedrock`` speaks none of the client shapes: requests are converted to Converse
+(``vmx_core/wire/converse.py``) and its answers and event streams back to the client's shape.
+
+``bedrock-invoke``
 
 ``/anthropic/messages`` passes through with cache markers and thinking intact: the body is the
 client's minus ``model`` and ``stream`` (Bedrock takes them from the URL), plus
@@ -15,7 +21,7 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -95,21 +101,76 @@ class BedrockInvokeClient:
         except orjson.JSONDecodeError:
             raise UpstreamProtocolError("Bedrock answered a body that is not JSON") from None
 
-    async def open_stream(self, call: UpstreamCall) -> InvokeStream:
+    async def open_stream(self, call: UpstreamCall) -> EventStream:
         path = f"/model/{quote(call.model, safe='')}/invoke-with-response-stream"
         headers = {"content-type": "application/json", "accept": "application/vnd.amazon.eventstream"}
         resp = await post_signed(self.http, self.signer, path, self._body(call), headers, call.timeout, stream=True)
-        return InvokeStream(resp)
+        return EventStream(resp, _invoke_event)
 
     async def aclose(self) -> None:
         await self.http.aclose()
 
 
-class InvokeStream:
-    """Bedrock's event stream of Anthropic events, iterated as Anthropic SSE events."""
+@frozen
+class BedrockConverseProvider:
+    name: str = "bedrock"
+    formats: frozenset[Format] = frozenset()
+    #: Requests are converted to this dialect (``vmx_core.wire.converse``).
+    dialect: str = "bedrock-converse"
+    options_type: type[Any] = BedrockOptions
 
-    def __init__(self, resp: aiohttp.ClientResponse) -> None:
+    def connect(self, spec: ConnectionSpec) -> BedrockConverseClient:
+        options: BedrockOptions = spec.options
+        region = region_of(options)
+        base = options.base_url or f"https://bedrock-runtime.{region}.amazonaws.com"
+        http = HttpClient.create(base, {}, max_connections=options.max_connections)
+        return BedrockConverseClient(http, AwsSigner(region, role_arn=options.role_arn))
+
+
+class BedrockConverseClient:
+    def __init__(self, http: HttpClient, signer: AwsSigner) -> None:
+        self.http = http
+        self.signer = signer
+
+    @staticmethod
+    def _body(call: UpstreamCall) -> bytes:
+        # The model id goes in the URL; ``model`` is only there because every upstream body
+        # gets the provider's model id.
+        return orjson.dumps({k: v for k, v in call.body.items() if k not in ("model", "stream")})
+
+    async def send(self, call: UpstreamCall) -> UpstreamReply:
+        path = f"/model/{quote(call.model, safe='')}/converse"
+        headers = {"content-type": "application/json", "accept": "application/json"}
+        resp = await post_signed(self.http, self.signer, path, self._body(call), headers, call.timeout, stream=False)
+        try:
+            raw = await resp.read()
+        except aiohttp.ClientError as exc:
+            raise wrap_client_error(exc) from None
+        finally:
+            resp.release()
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise UpstreamProtocolError("Bedrock answered a body that is not JSON") from None
+        # Converse does not say which model answered; the converters read it from here.
+        return UpstreamReply(resp.status, raw, {**data, "model": call.model} if isinstance(data, dict) else data, dict(resp.headers))
+
+    async def open_stream(self, call: UpstreamCall) -> EventStream:
+        path = f"/model/{quote(call.model, safe='')}/converse-stream"
+        headers = {"content-type": "application/json", "accept": "application/vnd.amazon.eventstream"}
+        resp = await post_signed(self.http, self.signer, path, self._body(call), headers, call.timeout, stream=True)
+        return EventStream(resp, lambda kind, event, payload: _converse_event(kind, event, payload, call.model))
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+class EventStream:
+    """A Bedrock event stream, each message turned into an ``SSEEvent`` by ``convert``."""
+
+    def __init__(self, resp: aiohttp.ClientResponse, convert: Callable[[str, str, bytes], SSEEvent]) -> None:
         self.resp = resp
+        self.convert = convert
         self.headers: Mapping[str, str] = dict(resp.headers)
         self._complete = False
 
@@ -121,7 +182,7 @@ class InvokeStream:
         try:
             async for chunk in self.resp.content.iter_any():
                 for message in decoder.feed(chunk):
-                    yield _sse(message.message_type, message.event_type, message.payload)
+                    yield self.convert(message.message_type, message.event_type, message.payload)
         except aiohttp.ClientError as exc:
             raise wrap_client_error(exc) from None
         if decoder.pending:
@@ -135,7 +196,22 @@ class InvokeStream:
             self.resp.close()
 
 
-def _sse(message_type: str, event_type: str, payload: bytes) -> SSEEvent:
+def _converse_event(message_type: str, event_type: str, payload: bytes, model: str) -> SSEEvent:
+    """A ConverseStream message as the event ``vmx_core.wire.converse`` parses: never sent
+    to a client as is (no client speaks Converse), so it carries no raw frame."""
+    try:
+        data = orjson.loads(payload) if payload else {}
+    except orjson.JSONDecodeError:
+        raise UpstreamProtocolError(f"a Bedrock {event_type or message_type} frame is not JSON") from None
+    if message_type != "event":
+        message = data.get("message") or data.get("Message") or event_type
+        return SSEEvent("exception", orjson.dumps({"type": event_type, "message": message}).decode(), b"")
+    if event_type == "messageStart":
+        data = {**data, "model": model}
+    return SSEEvent(event_type, orjson.dumps(data).decode(), b"")
+
+
+def _invoke_event(message_type: str, event_type: str, payload: bytes) -> SSEEvent:
     try:
         data = orjson.loads(payload) if payload else {}
     except orjson.JSONDecodeError:
@@ -153,9 +229,10 @@ def _sse(message_type: str, event_type: str, payload: bytes) -> SSEEvent:
     return SSEEvent("error", err.decode(), sse.encode(err, "error"))
 
 
+BEDROCK = BedrockConverseProvider()
 BEDROCK_INVOKE = BedrockInvokeProvider()
 
 
 @hookimpl
-def vmx_register_providers() -> list[BedrockInvokeProvider]:
-    return [BEDROCK_INVOKE]
+def vmx_register_providers() -> list[BedrockConverseProvider | BedrockInvokeProvider]:
+    return [BEDROCK, BEDROCK_INVOKE]

@@ -1,4 +1,4 @@
-"""``bedrock-invoke`` end to end: a real ``vmx serve`` signs with botocore's SigV4 (credentials
+"""``bedrock`` (Converse) and ``bedrock-invoke`` end to end: a real ``vmx serve`` signs with botocore's SigV4 (credentials
 from boto3's chain, here the environment) and talks to a fake Bedrock that verifies every
 signature with botocore and streams real event-stream frames."""
 
@@ -12,6 +12,7 @@ import openai
 import pytest
 
 from tests.conftest import KEY
+from tests.e2e import spec
 from tests.e2e.conftest import e2e_config
 from tests.fakes.anthropic_upstream import SIGNATURE, TOOL_INPUT
 from tests.fakes.bedrock_upstream import AWS_ENV, REGION, FakeBedrock
@@ -29,6 +30,8 @@ def bedrock_config(upstream: FakeOpenAI, bedrock: FakeBedrock) -> dict[str, Any]
     prod["connections"]["aws"] = {"provider": "bedrock-invoke", "options": {"region": REGION, "base_url": bedrock.base_url}}
     prod["resources"]["claude"] = {"model": {"connection": "aws", "model": MODEL}}
     prod["resources"]["throttled"] = {"model": {"connection": "aws", "model": "throttle"}}
+    prod["connections"]["converse"] = {"provider": "bedrock", "options": {"region": REGION, "base_url": bedrock.base_url}}
+    prod["resources"]["nova"] = {"model": {"connection": "converse", "model": "amazon.nova-pro-v1:0"}}
     return config
 
 
@@ -107,3 +110,58 @@ async def test_wrong_secret_is_refused_by_the_signature_check(upstream: FakeOpen
     assert info.value.status_code == 502
     assert "signature" in json.dumps(info.value.body)
     assert wrong not in json.dumps(info.value.body) and wrong not in proc.output()
+
+
+async def test_converse_stream_tool_use_with_the_anthropic_sdk(claude: Any, bedrock_upstream: FakeBedrock) -> None:
+    """messages.stream on a Converse model: the request becomes Converse (toolConfig,
+    inferenceConfig), the ConverseStream events become Anthropic events with the tool input."""
+    async with claude.messages.stream(model="nova", max_tokens=200, tools=[WEATHER], messages=HI) as stream:
+        final = await stream.get_final_message()
+    call = next(b for b in final.content if b.type == "tool_use")
+    assert (call.name, call.input, final.stop_reason) == ("get_weather", TOOL_INPUT, "tool_use")
+    assert (final.usage.input_tokens, final.usage.cache_read_input_tokens, final.usage.cache_creation_input_tokens) == (11, 3, 2)
+    sent = bedrock_upstream.requests[0]
+    assert sent["path"] == "/model/amazon.nova-pro-v1%3A0/converse-stream"
+    assert sent["body"]["toolConfig"]["tools"][0]["toolSpec"]["name"] == "get_weather"
+    assert sent["body"]["inferenceConfig"] == {"maxTokens": 200}
+    assert sent["body"]["messages"] == [{"role": "user", "content": [{"text": "hi"}]}]
+
+
+async def test_converse_chat_with_reasoning_and_the_openai_sdk(gateway: VmxProcess, bedrock_upstream: FakeBedrock) -> None:
+    """OpenAI chat on a Converse model: reasoning_effort becomes Claude's thinking budget, and
+    the signed reasoning comes back in reasoning_content / thinking_blocks; the answer is a
+    valid Chat completion."""
+    client = openai.AsyncOpenAI(base_url=gateway.base_url(), api_key=KEY, max_retries=0)
+    raw = await client.chat.completions.with_raw_response.create(
+        model="nova", messages=[{"role": "system", "content": "be brief"}, *HI], reasoning_effort="low", max_completion_tokens=4000)
+    await client.close()
+    body = json.loads(raw.text)
+    spec.validate(body, "CreateChatCompletionResponse")
+    message = body["choices"][0]["message"]
+    assert message["content"] == "echo: hi"
+    assert message["thinking_blocks"][0]["signature"] == SIGNATURE
+    assert body["usage"]["prompt_tokens"] == 16
+    sent = bedrock_upstream.requests[0]["body"]
+    assert sent["additionalModelRequestFields"] == {"thinking": {"type": "enabled", "budget_tokens": 2048}}
+    assert sent["system"] == [{"text": "be brief"}]
+
+
+async def test_converse_responses_stream(gateway: VmxProcess) -> None:
+    """A streamed Responses call on a Converse model: every event valid per the spec."""
+    client = openai.AsyncOpenAI(base_url=gateway.base_url(), api_key=KEY, max_retries=0)
+    stream = await client.responses.create(model="nova", input="hi", stream=True)
+    events = [ev.to_dict(mode="json") async for ev in stream]
+    await client.close()
+    for ev in events:
+        spec.validate_response_event(ev)
+    text = "".join(ev["delta"] for ev in events if ev["type"] == "response.output_text.delta")
+    assert text.strip() == "echo: hi"
+    assert events[-1]["type"] == "response.completed"
+
+
+async def test_converse_refuses_an_image_url(claude: Any, bedrock_upstream: FakeBedrock) -> None:
+    """Converse takes image bytes only: an image by URL is a 400 naming it, nothing is sent."""
+    image = {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.png"}}
+    with pytest.raises(anthropic.BadRequestError, match="image by URL"):
+        await claude.messages.create(model="nova", max_tokens=50, messages=[{"role": "user", "content": [image]}])
+    assert bedrock_upstream.requests == []

@@ -1,9 +1,11 @@
 """A fake AWS Bedrock runtime on a loopback port that checks every request's SigV4 signature
-with botocore and answers InvokeModel / InvokeModelWithResponseStream like Bedrock does:
-JSON, or binary event-stream frames whose ``chunk`` payloads carry Anthropic events.
+with botocore and answers like Bedrock does: InvokeModel / InvokeModelWithResponseStream with
+JSON or binary event-stream frames whose ``chunk`` payloads carry Anthropic events, and
+Converse / ConverseStream with Converse JSON and events.
 
-Answers come from the fake Anthropic (``anthropic_upstream.answer_blocks``).  Model
-``throttle`` streams a ``throttlingException`` frame after the first content.
+Answers follow the fake Anthropic's rules (``anthropic_upstream``): thinking when asked, a
+tool call when tools are given and no result yet, else an echo.  Model ``throttle`` streams a
+``throttlingException`` frame after the first content.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from tests.fakes.anthropic_upstream import stream_events, whole_message
+from tests.fakes.anthropic_upstream import SIGNATURE, TOOL_INPUT, stream_events, whole_message
 from vmx_providers._eventstream import encode_message
 
 ACCESS_KEY = "AKIAFAKEFAKEFAKE0001"
@@ -49,6 +51,8 @@ class FakeBedrock:
         app = web.Application()
         app.router.add_post("/model/{model}/invoke", self._invoke)
         app.router.add_post("/model/{model}/invoke-with-response-stream", self._invoke_stream)
+        app.router.add_post("/model/{model}/converse", self._converse)
+        app.router.add_post("/model/{model}/converse-stream", self._converse_stream)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -74,13 +78,19 @@ class FakeBedrock:
         expected = auth.signature(auth.string_to_sign(aws, auth.canonical_request(aws)), aws)
         return None if expected == signature else "The request signature we calculated does not match the signature you provided"
 
-    async def _check(self, request: web.Request) -> tuple[dict[str, Any], web.Response | None]:
+    async def _check(self, request: web.Request, invoke: bool = True) -> tuple[dict[str, Any], web.Response | None]:
         raw = await request.read()
         body = json.loads(raw)
         self.requests.append({"path": request.raw_path, "headers": dict(request.headers), "body": body})
         problem = self.verify(request, raw)
         if problem is not None:
             return body, web.json_response({"message": problem}, status=403, headers={"x-amzn-ErrorType": "InvalidSignatureException"})
+        if not invoke:
+            unknown = set(body) - {"messages", "system", "inferenceConfig", "toolConfig", "additionalModelRequestFields"}
+            if unknown or not isinstance(body.get("messages"), list):
+                return body, web.json_response({"message": f"Malformed input request: {sorted(unknown)}"}, status=400,
+                                               headers={"x-amzn-ErrorType": "ValidationException"})
+            return body, None
         if body.get("anthropic_version") != "bedrock-2023-05-31" or "model" in body:
             return body, web.json_response({"message": "Malformed input request"}, status=400,
                                            headers={"x-amzn-ErrorType": "ValidationException"})
@@ -110,3 +120,68 @@ class FakeBedrock:
                 {":event-type": "chunk", ":content-type": "application/json", ":message-type": "event"}, payload))
         await resp.write_eof()
         return resp
+
+    async def _converse(self, request: web.Request) -> web.Response:
+        body, refused = await self._check(request, invoke=False)
+        if refused is not None:
+            return refused
+        blocks, stop = converse_answer(body)
+        return web.json_response({
+            "output": {"message": {"role": "assistant", "content": blocks}}, "stopReason": stop,
+            "usage": _usage(blocks), "metrics": {"latencyMs": 5},
+        })
+
+    async def _converse_stream(self, request: web.Request) -> web.StreamResponse:
+        body, refused = await self._check(request, invoke=False)
+        if refused is not None:
+            return refused
+        resp = web.StreamResponse(headers={"content-type": "application/vnd.amazon.eventstream"})
+        await resp.prepare(request)
+        blocks, stop = converse_answer(body)
+        events: list[tuple[str, dict[str, Any]]] = [("messageStart", {"role": "assistant"})]
+        for i, block in enumerate(blocks):
+            if "text" in block:
+                events += [("contentBlockDelta", {"contentBlockIndex": i, "delta": {"text": w + " "}}) for w in block["text"].split()]
+            elif "toolUse" in block:
+                tu = block["toolUse"]
+                raw = json.dumps(tu["input"])
+                events.append(("contentBlockStart", {"contentBlockIndex": i, "start": {"toolUse": {"toolUseId": tu["toolUseId"], "name": tu["name"]}}}))
+                events += [("contentBlockDelta", {"contentBlockIndex": i, "delta": {"toolUse": {"input": p}}}) for p in (raw[:6], raw[6:])]
+            else:
+                rt = block["reasoningContent"]["reasoningText"]
+                events.append(("contentBlockDelta", {"contentBlockIndex": i, "delta": {"reasoningContent": {"text": rt["text"]}}}))
+                events.append(("contentBlockDelta", {"contentBlockIndex": i, "delta": {"reasoningContent": {"signature": rt["signature"]}}}))
+            events.append(("contentBlockStop", {"contentBlockIndex": i}))
+        events.append(("messageStop", {"stopReason": stop}))
+        events.append(("metadata", {"usage": _usage(blocks), "metrics": {"latencyMs": 5}}))
+        for kind, payload in events:
+            await resp.write(encode_message({":event-type": kind, ":content-type": "application/json", ":message-type": "event"},
+                                            json.dumps(payload).encode()))
+        await resp.write_eof()
+        return resp
+
+
+def converse_answer(body: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
+    """The Converse content blocks answering ``body`` and the stop reason."""
+    text, has_result = "echo: ", False
+    for m in body.get("messages") or []:
+        for b in m.get("content") or []:
+            if "toolResult" in b:
+                has_result = True
+                text = "result: " + " ".join(x.get("text", "") for x in b["toolResult"]["content"])
+            elif "text" in b and m["role"] == "user":
+                text = "echo: " + b["text"]
+    blocks: list[dict[str, Any]] = []
+    if ((body.get("additionalModelRequestFields") or {}).get("thinking") or {}).get("type") == "enabled":
+        blocks.append({"reasoningContent": {"reasoningText": {"text": "Let me think about this.", "signature": SIGNATURE}}})
+    tools = (body.get("toolConfig") or {}).get("tools") or []
+    if tools and not has_result:
+        name = tools[0]["toolSpec"]["name"]
+        blocks += [{"text": "Let me check."}, {"toolUse": {"toolUseId": "tooluse_fake01", "name": name, "input": TOOL_INPUT}}]
+        return blocks, "tool_use"
+    return [*blocks, {"text": text}], "end_turn"
+
+
+def _usage(blocks: list[dict[str, Any]]) -> dict[str, int]:
+    out = sum(len(json.dumps(b).split()) for b in blocks)
+    return {"inputTokens": 11, "outputTokens": out, "totalTokens": 16 + out, "cacheReadInputTokens": 3, "cacheWriteInputTokens": 2}

@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from vmx_core.config.models import ModelRef
 from vmx_core.errors import ConfigError, InvalidRequest, UpstreamProtocolError
 from vmx_core.pipeline.context import RequestContext
@@ -26,7 +28,7 @@ from vmx_core.routing.rules import RuleSet
 from vmx_core.routing.variables import rule_variables
 from vmx_core.runtime import Connection, Runtime
 from vmx_core.tokens import estimate_request
-from vmx_core.wire.convert import StreamConverter, convert_response
+from vmx_core.wire.convert import EMIT_RESPONSE, PARSE_RESPONSE, StreamConverter
 from vmx_core.wire.formats import Format
 from vmx_core.wire.streams import StreamWatcher, usage_from_body
 
@@ -82,12 +84,14 @@ async def _send(ctx: RequestContext, conn: Connection, call: UpstreamCall) -> by
     reply = await conn.client.send(call)
     if not isinstance(reply.json, dict):
         raise UpstreamProtocolError("the upstream answered a body that is not a JSON object")
-    ctx.usage = usage_from_body(call.format, reply.json)
-    if call.format is ctx.request.format:
+    if call.dialect is None and call.format is ctx.request.format:
+        ctx.usage = usage_from_body(call.format, reply.json)
         return reply.body
     started = time.perf_counter()
     try:
-        return convert_response(call.format, ctx.request.format, reply.json)
+        answer = PARSE_RESPONSE[call.dialect or call.format](reply.json)
+        ctx.usage = answer.usage
+        return orjson.dumps(EMIT_RESPONSE[ctx.request.format](answer))
     finally:
         ctx.timings.mark(CONVERSION, started)
 
@@ -99,9 +103,9 @@ async def _stream(rt: Runtime, ctx: RequestContext, legs: list[Any], finish: Fin
     idle = ctx.resource.stream_idle_timeout_ms / 1000
 
     async def attempt(ctx: RequestContext, conn: Connection, call: UpstreamCall) -> StreamingCompletion:
-        converting = call.format is not fmt
+        converting = call.format is not fmt or call.dialect is not None
         strip = False
-        if call.format is Format.CHAT_COMPLETIONS and getattr(conn.provider, "stream_usage", False):
+        if call.dialect is None and call.format is Format.CHAT_COMPLETIONS and getattr(conn.provider, "stream_usage", False):
             # Usage is always captured: ask for it, and hide the extra chunk from a client
             # that did not ask (a converted stream ends with one whenever usage is known).
             opts = call.body.get("stream_options")
@@ -112,7 +116,7 @@ async def _stream(rt: Runtime, ctx: RequestContext, legs: list[Any], finish: Fin
         if converting:
             # Anthropic's message_start announces input usage before any upstream reports it.
             estimate = estimate_request(call.body) if fmt is Format.ANTHROPIC else None
-            upstream = ConvertedStream(upstream, StreamConverter(call.format, fmt, estimate), ctx.timings)
+            upstream = ConvertedStream(upstream, StreamConverter(call.dialect or call.format, fmt, estimate), ctx.timings)
         events = aiter(upstream)
         watcher = StreamWatcher(fmt, strip_usage_chunk=strip)
         # Hold lifecycle frames back until the first content: until then nothing has reached

@@ -16,13 +16,12 @@ from vmx_core.pipeline.context import RequestContext
 from vmx_core.providers import UpstreamStream
 from vmx_core.timing import Timings
 from vmx_core.wire.convert import StreamConverter, convert_request
-from vmx_core.wire.formats import Format
 from vmx_core.wire.sse import SSEEvent
 
 STAGE = "conversion"
 
 
-def converted_body(ctx: RequestContext, ref: ModelRef, dst: Format) -> dict[str, Any]:
+def converted_body(ctx: RequestContext, ref: ModelRef, dst: str) -> dict[str, Any]:
     """``default_args < client body`` converted to ``dst``, then ``providerArgs`` (which are in
     the provider's own dialect) and the provider's model id.  Raises ``InvalidRequest``."""
     assert ctx.body is not None and ctx.envelope is not None

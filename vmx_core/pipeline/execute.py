@@ -28,7 +28,7 @@ from vmx_core.routing.breaker import CircuitBreaker
 from vmx_core.routing.health import is_upstream_failure
 from vmx_core.routing.legs import Leg, should_fail_over
 from vmx_core.runtime import Connection
-from vmx_core.wire.convert import target_format
+from vmx_core.wire.convert import provider_dialect, target_format
 from vmx_core.wire.formats import Format
 
 T = TypeVar("T")
@@ -53,14 +53,15 @@ async def run_legs(
     for leg in legs:
         conn = ctx.tenant.connections[leg.ref.connection]
         target = target_format(fmt, conn.provider.formats)
-        if target is None:
+        dialect = provider_dialect(conn.provider) if target is None else None
+        if target is None and dialect is None:
             unsupported.append(f"{conn.name} ({conn.provider.name})")
             ctx.attempts.append(Attempt(conn.name, conn.provider.name, leg.ref.model, None, "unsupported_format", 0.0))
             continue
         converted: dict[str, Any] | None = None
         if target is not fmt:
             try:
-                converted = converted_body(ctx, leg.ref, target)
+                converted = converted_body(ctx, leg.ref, target or dialect or "")
             except InvalidRequest as exc:
                 # Another leg (one that speaks the client's shape) may still serve it.
                 refused.append(exc)
@@ -80,13 +81,14 @@ async def run_legs(
                 raise UpstreamTimeout(_timeout_message(ctx))
             leg_timeout = min(remaining, leg.ref.timeout_ms / 1000 if leg.ref.timeout_ms else remaining)
             call = UpstreamCall(
-                format=target,
+                format=target or fmt,
+                dialect=dialect,
                 model=leg.ref.model,
                 body=upstream_body(ctx, leg.ref) if converted is None else dict(converted),
                 stream=ctx.stream,
                 timeout=leg_timeout,
                 idle_timeout=ctx.resource.stream_idle_timeout_ms / 1000,
-                headers=_passthrough_headers(ctx, target),
+                headers=_passthrough_headers(ctx, target or fmt) if dialect is None else {},
             )
             ctx.connection, ctx.model = conn, leg.ref.model
             started = time.perf_counter()

@@ -9,10 +9,11 @@ from typing import Any, Protocol
 import orjson
 
 from vmx_core.errors import InvalidRequest
-from vmx_core.wire import anthropic, chat, responses
+from vmx_core.wire import anthropic, chat, converse, responses
 from vmx_core.wire import canonical as c
 from vmx_core.wire.anthropic_stream import AnthropicStreamEmitter, AnthropicStreamParser
 from vmx_core.wire.chat_stream import ChatStreamEmitter, ChatStreamParser
+from vmx_core.wire.converse import ConverseStreamParser
 from vmx_core.wire.formats import Format
 from vmx_core.wire.responses_stream import ResponsesStreamEmitter, ResponsesStreamParser
 from vmx_core.wire.sse import SSEEvent
@@ -21,22 +22,26 @@ from vmx_core.wire.sse import SSEEvent
 #: Completions first (the shape every OpenAI-compatible upstream speaks best).
 PREFERENCE = (Format.CHAT_COMPLETIONS, Format.ANTHROPIC, Format.RESPONSES)
 
-PARSE_REQUEST: dict[Format, Callable[[Mapping[str, Any]], c.Request]] = {
+# Keyed by shape name: a Format (a StrEnum) for the client shapes, a plain name for the
+# provider-only dialects (``bedrock-converse``), which need no client-side half.
+PARSE_REQUEST: dict[str, Callable[[Mapping[str, Any]], c.Request]] = {
     Format.CHAT_COMPLETIONS: chat.parse_request,
     Format.RESPONSES: responses.parse_request,
     Format.ANTHROPIC: anthropic.parse_request,
 }
-EMIT_REQUEST: dict[Format, Callable[[c.Request], dict[str, Any]]] = {
+EMIT_REQUEST: dict[str, Callable[[c.Request], dict[str, Any]]] = {
     Format.CHAT_COMPLETIONS: chat.emit_request,
     Format.RESPONSES: responses.emit_request,
     Format.ANTHROPIC: anthropic.emit_request,
+    converse.NAME: converse.emit_request,
 }
-PARSE_RESPONSE: dict[Format, Callable[[Mapping[str, Any]], c.Response]] = {
+PARSE_RESPONSE: dict[str, Callable[[Mapping[str, Any]], c.Response]] = {
     Format.CHAT_COMPLETIONS: chat.parse_response,
     Format.RESPONSES: responses.parse_response,
     Format.ANTHROPIC: anthropic.parse_response,
+    converse.NAME: converse.parse_response,
 }
-EMIT_RESPONSE: dict[Format, Callable[[c.Response], dict[str, Any]]] = {
+EMIT_RESPONSE: dict[str, Callable[[c.Response], dict[str, Any]]] = {
     Format.CHAT_COMPLETIONS: chat.emit_response,
     Format.RESPONSES: responses.emit_response,
     Format.ANTHROPIC: anthropic.emit_response,
@@ -51,12 +56,13 @@ class StreamEmitter(Protocol):
     def emit(self, ev: c.Event) -> list[SSEEvent]: ...
 
 
-PARSERS: dict[Format, Callable[[], StreamParser]] = {
+PARSERS: dict[str, Callable[[], StreamParser]] = {
     Format.CHAT_COMPLETIONS: ChatStreamParser,
     Format.RESPONSES: ResponsesStreamParser,
     Format.ANTHROPIC: AnthropicStreamParser,
+    converse.NAME: ConverseStreamParser,
 }
-EMITTERS: dict[Format, Callable[[int | None], StreamEmitter]] = {
+EMITTERS: dict[str, Callable[[int | None], StreamEmitter]] = {
     Format.CHAT_COMPLETIONS: ChatStreamEmitter,
     Format.RESPONSES: ResponsesStreamEmitter,
     Format.ANTHROPIC: AnthropicStreamEmitter,
@@ -72,7 +78,14 @@ def target_format(client: Format, provider_formats: Iterable[Format]) -> Format 
     return next((f for f in PREFERENCE if f in formats), None)
 
 
-def convert_request(src: Format, dst: Format, body: Mapping[str, Any]) -> dict[str, Any]:
+def provider_dialect(provider: object) -> str | None:
+    """A provider's own dialect (``dialect`` attribute), when it speaks none of the client
+    shapes and the gateway has a converter for it."""
+    dialect = getattr(provider, "dialect", None)
+    return dialect if isinstance(dialect, str) and dialect in EMIT_REQUEST and dialect in PARSERS else None
+
+
+def convert_request(src: str, dst: str, body: Mapping[str, Any]) -> dict[str, Any]:
     """A client body in ``src`` as an upstream body in ``dst``; 400 naming a feature that
     ``dst`` cannot carry."""
     try:
@@ -81,7 +94,7 @@ def convert_request(src: Format, dst: Format, body: Mapping[str, Any]) -> dict[s
         raise InvalidRequest(f"{exc.message} [converting {src} to {dst}]", param=exc.param) from None
 
 
-def convert_response(src: Format, dst: Format, body: Mapping[str, Any]) -> bytes:
+def convert_response(src: str, dst: str, body: Mapping[str, Any]) -> bytes:
     """An upstream's whole answer in ``src`` as the client's ``dst``."""
     return orjson.dumps(EMIT_RESPONSE[dst](PARSE_RESPONSE[src](body)))
 
@@ -91,7 +104,7 @@ class StreamConverter:
     held beyond what a target event needs (Anthropic's ``message_delta`` pairs the stop reason
     with the usage that Chat sends one chunk later)."""
 
-    def __init__(self, src: Format, dst: Format, input_estimate: int | None = None) -> None:
+    def __init__(self, src: str, dst: str, input_estimate: int | None = None) -> None:
         self.parser = PARSERS[src]()
         self.emitter = EMITTERS[dst](input_estimate)
 
