@@ -23,6 +23,7 @@ from vmx_core.config.models import VmxConfig
 from vmx_core.plugins import Plugins
 from vmx_core.secrets import Secret
 from vmx_providers.anthropic import AnthropicOptions
+from vmx_providers.bedrock import BedrockOptions
 from vmx_providers.mock import MockOptions
 from vmx_providers.openai import OpenAIOptions
 
@@ -167,7 +168,9 @@ def test_builtin_provider_options_are_documented() -> None:
     openai_doc = providers["`openai`, `groq`, `perplexity`, `gemini`"]
     mock_doc = providers["`mock`"]
     anthropic_doc = providers["`anthropic`"]
-    for cls, body in ((OpenAIOptions, openai_doc), (MockOptions, mock_doc), (AnthropicOptions, anthropic_doc)):
+    bedrock_doc = providers["`bedrock`, `bedrock-invoke`"]
+    for cls, body in ((OpenAIOptions, openai_doc), (MockOptions, mock_doc), (AnthropicOptions, anthropic_doc),
+                      (BedrockOptions, bedrock_doc)):
         for field in attrs.fields(cls):
             assert f"| `{field.name}` |" in body, f"{cls.__name__}.{field.name}"
 
