@@ -22,13 +22,14 @@ from vmx_core.wire.formats import Format
 from vmx_core.wire.sse import SSEEvent
 
 GOLDEN = Path(__file__).resolve().parents[1] / "tests" / "wire" / "golden" / "in"
-NAMES = {Format.CHAT_COMPLETIONS: "chat", Format.ANTHROPIC: "anthropic", Format.RESPONSES: "responses"}
+CONVERSE = "bedrock-converse"
+NAMES = {Format.CHAT_COMPLETIONS: "chat", Format.ANTHROPIC: "anthropic", Format.RESPONSES: "responses", CONVERSE: "converse"}
 N = 20_000
 ROUNDS = 5
 WORDS = "The quick brown fox jumps over the lazy dog. " * 45  # ~2 kB of answer text
 
 
-def text_delta(src: Format) -> SSEEvent:
+def text_delta(src: str) -> SSEEvent:
     """A mid-stream text delta of ``src``, as an upstream sends it."""
     if src is Format.CHAT_COMPLETIONS:
         data = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "m",
@@ -37,13 +38,16 @@ def text_delta(src: Format) -> SSEEvent:
     if src is Format.ANTHROPIC:
         data = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hello there "}}
         return SSEEvent("content_block_delta", json.dumps(data), b"")
+    if src == CONVERSE:
+        return SSEEvent("contentBlockDelta", json.dumps({"contentBlockIndex": 0, "delta": {"text": "Hello there "}}), b"")
     data = {"type": "response.output_text.delta", "sequence_number": 5, "item_id": "msg_1", "output_index": 1,
             "content_index": 0, "delta": "Hello there ", "logprobs": []}
     return SSEEvent("response.output_text.delta", json.dumps(data), b"")
 
 
 #: The events that open a stream and its first text block, per upstream shape.
-OPENING: dict[Format, list[SSEEvent]] = {
+OPENING: dict[str, list[SSEEvent]] = {
+    CONVERSE: [SSEEvent("messageStart", json.dumps({"role": "assistant", "model": "m"}), b"")],
     Format.CHAT_COMPLETIONS: [],  # a Chat stream opens its text block with the first delta
     Format.ANTHROPIC: [
         SSEEvent("message_start", json.dumps({"type": "message_start", "message": {
@@ -59,7 +63,7 @@ OPENING: dict[Format, list[SSEEvent]] = {
 }
 
 
-def primed(src: Format, dst: Format) -> StreamConverter:
+def primed(src: str, dst: Format) -> StreamConverter:
     """A converter in the middle of a text block, as for the bulk of a stream."""
     conv = StreamConverter(src, dst, 10)
     for ev in [*OPENING[src], text_delta(src)]:
@@ -67,7 +71,7 @@ def primed(src: Format, dst: Format) -> StreamConverter:
     return conv
 
 
-def whole(src: Format) -> dict[str, object]:
+def whole(src: str) -> dict[str, object]:
     body = json.loads((GOLDEN / f"{NAMES[src]}.json").read_text())
     blob = json.dumps(body).replace("Let me check.", WORDS).replace("Checking both.", WORDS).replace("One moment.", WORDS)
     return json.loads(blob)
@@ -86,7 +90,7 @@ def best(fn: Callable[[], object]) -> tuple[float, float]:
 def main() -> None:
     print(f"python {sys.version.split()[0]} on {platform.machine()}, {N} iterations x {ROUNDS} rounds")
     print(f"{'direction (upstream -> client)':34} {'chunk µs (median/min)':>24} {'2 kB answer µs (median/min)':>30}")
-    for src in Format:
+    for src in [*Format, CONVERSE]:
         for dst in Format:
             if src is dst:
                 continue
