@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from vmx_core.errors import ProviderError
 from vmx_core.pipeline.context import RequestContext
-from vmx_core.pipeline.execute import _passthrough_headers, _rejected
+from vmx_core.pipeline.execute import passthrough_headers, rejected
 from vmx_core.pipeline.resolve import resolve, upstream_body
 from vmx_core.providers import UpstreamCall
 from vmx_core.routing.legs import plan_legs
@@ -32,12 +32,12 @@ async def count_tokens(rt: Runtime, ctx: RequestContext) -> tuple[int, str]:
         call = UpstreamCall(
             format=Format.ANTHROPIC, model=ref.model, body=upstream_body(ctx, ref), stream=False,
             timeout=min(COUNT_TIMEOUT, max(ctx.remaining(), 0.001)),
-            headers=_passthrough_headers(ctx, Format.ANTHROPIC),
+            headers=passthrough_headers(ctx, Format.ANTHROPIC),
         )
         try:
             return int(await counter(call)), "provider"
         except ProviderError as exc:
             if not exc.retryable:
-                raise _rejected(exc) from None
+                raise rejected(exc) from None
             # The upstream is down or slow: an estimate is what this endpoint gives otherwise.
     return estimate_request(ctx.body), "estimate"

@@ -88,7 +88,7 @@ async def run_legs(
                 stream=ctx.stream,
                 timeout=leg_timeout,
                 idle_timeout=ctx.resource.stream_idle_timeout_ms / 1000,
-                headers=_passthrough_headers(ctx, target or fmt) if dialect is None else {},
+                headers=passthrough_headers(ctx, target or fmt) if dialect is None else {},
             )
             ctx.connection, ctx.model = conn, leg.ref.model
             started = time.perf_counter()
@@ -126,7 +126,7 @@ async def run_legs(
             if deadline_hit or ctx.remaining() <= 0:
                 raise UpstreamTimeout(_timeout_message(ctx))
             if not should_fail_over(error, ctx.resource):
-                raise _rejected(error)
+                raise rejected(error)
             if try_no + 1 < tries and await _wait_retry_after(ctx, error):
                 continue
             break
@@ -146,7 +146,7 @@ async def run_legs(
 _FORWARDED = {Format.ANTHROPIC: ("anthropic-beta",)}
 
 
-def _passthrough_headers(ctx: RequestContext, target: Format) -> dict[str, str]:
+def passthrough_headers(ctx: RequestContext, target: Format) -> dict[str, str]:
     if target is not ctx.request.format:
         return {}
     names = _FORWARDED.get(target, ())
@@ -164,7 +164,7 @@ async def _wait_retry_after(ctx: RequestContext, error: ProviderError) -> bool:
     return True
 
 
-def _rejected(error: ProviderError) -> RequestError:
+def rejected(error: ProviderError) -> RequestError:
     if isinstance(error, UpstreamHTTPError):
         return UpstreamRejected(error.status, f"upstream rejected the request: {error.message}", code=error.error_code, param=error.param)
     return UpstreamFailed(error.message)
