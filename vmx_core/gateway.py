@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from types import TracebackType
 from typing import Any
 
+import orjson
 import structlog
 from attrs import define, field
 
@@ -30,6 +31,7 @@ from vmx_core.config.models import VmxConfig
 from vmx_core.config.validate import validate
 from vmx_core.errors import InvalidRequest, RequestError
 from vmx_core.pipeline import RequestContext, run
+from vmx_core.pipeline.count import count_tokens
 from vmx_core.pipeline.resolve import authenticate
 from vmx_core.pipeline.stream import CLIENT_CLOSED
 from vmx_core.plugins import Plugins, collect
@@ -201,6 +203,26 @@ class Gateway:
             ctx.status = CLIENT_CLOSED
             self._finish(ctx)
             raise
+
+    async def count_tokens(self, request: ClientRequest) -> Completion:
+        """Anthropic's ``messages/count_tokens``: ``{"input_tokens": N}``, counted by the
+        provider where it can, estimated otherwise (header ``x-vmx-token-count``)."""
+        rt = self.runtime
+        if rt is None:
+            raise RuntimeError("the gateway is not started: use `async with gateway:` or await gateway.start()")
+        ctx = RequestContext(request, runtime=rt)
+        rt.in_flight += 1
+        try:
+            count, how = await count_tokens(rt, ctx)
+        except RequestError as err:
+            err.headers.update(ctx.headers())
+            raise
+        finally:
+            rt.in_flight -= 1
+            if rt.retired and rt.in_flight == 0:
+                self._close_later(rt)
+        headers = {**ctx.headers(), "x-vmx-token-count": how}
+        return Completion(status=200, headers=headers, body=orjson.dumps({"input_tokens": count}))
 
     def reject(self, request: ClientRequest, err: RequestError) -> RequestError:
         """Record a request the server refused before the pipeline ran (bad key, unknown

@@ -164,6 +164,10 @@ def _error_fields(raw: bytes) -> tuple[str | None, str | None, str | None, str |
         )
     if isinstance(err, str):
         return err, None, None, None
+    # AWS services (Bedrock) answer {"message": "..."} with the error type in a header.
+    msg = (data.get("message") or data.get("Message")) if isinstance(data, dict) else None
+    if isinstance(msg, str):
+        return msg, None, None, None
     return None, None, None, None
 
 

@@ -25,6 +25,10 @@ anything else       a normal answer ("echo: <last user text>")
 ``leak-key``        HTTP 401 whose error message quotes the ``Authorization`` header it received
 ``usage-P-C``       a normal chat answer whose usage reports P prompt and C completion tokens
 ==================  ==========================================================================
+
+A chat request with ``tools`` whose last message is not a tool result is answered with one
+call of the first tool, ``{"city": "Paris"}``, its arguments streamed in two pieces; after a
+tool result the answer is ``result: <its text>``.
 """
 
 from __future__ import annotations
@@ -37,11 +41,16 @@ from typing import Any
 
 from aiohttp import web
 
+#: The arguments of the fake's tool calls.
+TOOL_ARGUMENTS = '{"city": "Paris"}'
+
 
 def _echo_text(body: dict[str, Any]) -> str:
     items = body.get("messages") or body.get("input") or []
     if isinstance(items, str):
         return f"echo: {items}"
+    if items and isinstance(items[-1], dict) and items[-1].get("role") == "tool":
+        return f"result: {items[-1].get('content')}"
     for item in reversed(items):
         if isinstance(item, dict) and item.get("role") == "user":
             content = item.get("content")
@@ -162,11 +171,20 @@ class FakeOpenAI:
         if "search_domain_filter" in body:
             extras = {"citations": [f"https://{d}/page" for d in body["search_domain_filter"]],
                       "search_results": [{"title": d, "url": f"https://{d}/page"} for d in body["search_domain_filter"]]}
+        tools = body.get("tools") or []
+        messages = body.get("messages") or [{}]
+        call = None
+        if tools and messages[-1].get("role") != "tool":
+            call = {"id": f"call_{uuid.uuid4().hex[:12]}", "type": "function",
+                    "function": {"name": tools[0]["function"]["name"], "arguments": TOOL_ARGUMENTS}}
         if not body.get("stream"):
+            message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
+            if call is not None:
+                message = {"role": "assistant", "content": None, "refusal": None, "tool_calls": [call]}
             return web.json_response({
                 "id": cid, "object": "chat.completion", "created": created, "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": None},
-                             "logprobs": None, "finish_reason": "stop"}],
+                "choices": [{"index": 0, "message": message,
+                             "logprobs": None, "finish_reason": "tool_calls" if call else "stop"}],
                 "usage": usage, "system_fingerprint": "fp_fake", **extras,
             })
 
@@ -176,8 +194,16 @@ class FakeOpenAI:
                     "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
 
         frames = [chunk({"role": "assistant", "content": ""})]
-        frames += [chunk({"content": w + " "}) for w in text.split()]
-        frames.append(chunk({}, "stop"))
+        if call is not None:
+            fn = call["function"]
+            frames.append(chunk({"tool_calls": [{"index": 0, "id": call["id"], "type": "function",
+                                                 "function": {"name": fn["name"], "arguments": ""}}]}))
+            frames += [chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
+                       for piece in (TOOL_ARGUMENTS[:9], TOOL_ARGUMENTS[9:])]
+            frames.append(chunk({}, "tool_calls"))
+        else:
+            frames += [chunk({"content": w + " "}) for w in text.split()]
+            frames.append(chunk({}, "stop"))
         opts = body.get("stream_options") or {}
         if opts.get("include_usage"):
             frames.append({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
