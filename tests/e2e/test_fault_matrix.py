@@ -1,4 +1,5 @@
-"""The fault-injection matrix (issue 5): every upstream fault x streamed or not x client shape.
+"""The fault-injection matrix (issue 5): every upstream fault x streamed or not x client shape
+(Chat Completions and Responses passed through, Anthropic Messages converted both ways).
 
 Each cell asserts what the client sees, which legs ran, and that the server still serves. The
 primary leg carries the fault; the resource falls back to a healthy model on the same fake.
@@ -22,7 +23,7 @@ from tests.fakes.server import VmxProcess
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-CHAT, RESPONSES = "/chat/completions", "/responses"
+CHAT, RESPONSES, ANTHROPIC = "/chat/completions", "/responses", "/anthropic/v1/messages"
 OK_MODEL = "gpt-4o-mini"
 
 #: fault -> (primary model when streamed, when not, outcome when streamed, when not).
@@ -74,8 +75,12 @@ async def gw(upstream: FakeOpenAI, servers: Any) -> VmxProcess:
 
 
 def body_for(endpoint: str, resource: str, stream: bool) -> dict[str, Any]:
+    messages = [{"role": "user", "content": "one two three"}]
     if endpoint == CHAT:
-        return {"model": resource, "messages": [{"role": "user", "content": "one two three"}], "stream": stream}
+        return {"model": resource, "messages": messages, "stream": stream}
+    if endpoint == ANTHROPIC:
+        # Converted to Chat Completions for the OpenAI-shaped upstream, and back.
+        return {"model": resource, "messages": messages, "max_tokens": 64, "stream": stream}
     return {"model": resource, "input": "one two three", "stream": stream}
 
 
@@ -96,7 +101,13 @@ def frames(raw: bytes) -> list[tuple[str | None, str]]:
 def answer_text(endpoint: str, stream: bool, raw: bytes) -> str:
     if not stream:
         doc = json.loads(raw)
+        if endpoint == ANTHROPIC:
+            return "".join(b["text"] for b in doc["content"] if b["type"] == "text")
         return str(doc["choices"][0]["message"]["content"] if endpoint == CHAT else doc["output"][0]["content"][0]["text"])
+    if endpoint == ANTHROPIC:
+        return "".join(
+            json.loads(d)["delta"].get("text", "") for e, d in frames(raw) if e == "content_block_delta"
+        )
     if endpoint == CHAT:
         return "".join(
             json.loads(d)["choices"][0]["delta"].get("content") or ""
@@ -108,7 +119,7 @@ def answer_text(endpoint: str, stream: bool, raw: bytes) -> str:
 CELLS = [
     (fault, endpoint, stream)
     for fault in FAULTS
-    for endpoint in (CHAT, RESPONSES)
+    for endpoint in (CHAT, RESPONSES, ANTHROPIC)
     for stream in (True, False)
 ]
 
@@ -136,6 +147,9 @@ async def test_fault_cell(fault: str, endpoint: str, stream: bool, gw: VmxProces
             last_event, last_data = frames(raw)[-1]
             if endpoint == CHAT:
                 assert last_data != "[DONE]" and json.loads(last_data)["error"]["code"] == "upstream_error"
+            elif endpoint == ANTHROPIC:
+                assert last_event == "error" and json.loads(last_data)["error"]["type"] == "api_error"
+                assert "message_stop" not in [e for e, _ in frames(raw)]
             else:
                 assert last_event == "error" and json.loads(last_data)["code"] == "upstream_error"
             assert answer_text(endpoint, stream, raw[: raw.rfind(b"data: ")]).startswith("echo:")
@@ -144,5 +158,5 @@ async def test_fault_cell(fault: str, endpoint: str, stream: bool, gw: VmxProces
             assert status == outcome
             assert legs == [model]
         # The server still serves, on the same connection pool.
-        async with http.post(gw.base_url() + endpoint, json=body_for(endpoint, "chat", False), headers=headers) as resp:
+        async with http.post(gw.base_url() + endpoint, json=body_for(endpoint, "chat", False), headers={**headers, "x-api-key": KEY}) as resp:
             assert resp.status == 200
