@@ -35,29 +35,39 @@ async def relay(
     ctx.status = CLIENT_CLOSED
     fmt = ctx.request.format
     timings = ctx.timings
+    # Frames that arrived in one upstream read leave in one write: the same bytes, and one ASGI
+    # message per frame costs more than the relay itself.  ``ready`` (how many parsed events
+    # wait behind this one) is optional on an upstream stream; without it every frame flushes.
+    batch: list[bytes] = list(held)
     try:
-        for frame in held:
-            handed = time.perf_counter()
-            yield frame
-            timings.downstream_ms += (time.perf_counter() - handed) * 1000
         while not watcher.terminal:
-            wait = min(idle, ctx.remaining())
+            if batch and getattr(upstream, "ready", 0) == 0:
+                # Suspended at the yield while the server writes and the client reads: that
+                # wait is the client's, not gateway overhead.
+                handed = time.perf_counter()
+                out, batch = b"".join(batch), []
+                yield out
+                timings.downstream_ms += (time.perf_counter() - handed) * 1000
             started = time.perf_counter()
             try:
-                async with asyncio.timeout(max(wait, 0.0)):
-                    ev = await anext(events)
+                if getattr(upstream, "ready", 0) > 0:
+                    ev = await anext(events)  # already parsed: no wait to time out
+                else:
+                    wait = min(idle, ctx.remaining())
+                    try:
+                        async with asyncio.timeout(max(wait, 0.0)):
+                            ev = await anext(events)
+                    except TimeoutError:
+                        raise UpstreamStalledError(f"the stream stalled for {wait * 1000:.0f} ms") from None
             except StopAsyncIteration:
                 break
-            except TimeoutError:
-                raise UpstreamStalledError(f"the stream stalled for {wait * 1000:.0f} ms") from None
             finally:
                 timings.upstream_ms += (time.perf_counter() - started) * 1000
             if watcher.observe(ev):
-                # Suspended at the yield while the server writes the frame and the client
-                # reads it: that wait is the client's, not gateway overhead.
-                handed = time.perf_counter()
-                yield ev.raw
-                timings.downstream_ms += (time.perf_counter() - handed) * 1000
+                batch.append(ev.raw)
+        if batch:
+            out, batch = b"".join(batch), []
+            yield out
         if not watcher.terminal:
             raise ProviderError("the upstream stream ended before its final event (truncated)")
         ctx.status = 502 if watcher.failed else 200
@@ -66,7 +76,8 @@ async def relay(
     except ProviderError as exc:
         err = UpstreamFailed(f"upstream stream failed after the first byte: {exc.message}")
         ctx.status, ctx.error = 502, err
-        yield stream_error_frame(err, fmt, watcher.events)
+        # What was relayed before the failure still goes out, then the in-band error.
+        yield b"".join([*batch, stream_error_frame(err, fmt, watcher.events)])
     finally:
         ctx.usage = watcher.usage or ctx.usage
         # Shielded: the client may have gone away (cancellation), and the upstream
