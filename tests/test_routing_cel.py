@@ -97,6 +97,11 @@ def celpy_result(expression: str, variables: dict[str, Any]) -> Any:
         result = program.evaluate({k: celpy.json_to_cel(v) for k, v in variables.items()})
     except celpy.CELEvalError:
         return "error"
+    except IndexError:
+        # cel-python 0.5 crashes (an empty-list pop in its tree walker) on some error operands
+        # of ``&&`` / ``||``, e.g. ``("" + metadata.team) in []`` with no team: the expression
+        # errors, and ours must say so too.
+        return "error"
     if isinstance(result, celpy.CELEvalError):
         return "error"
     for kind, conv in ((celpy.celtypes.BoolType, bool), (celpy.celtypes.IntType, int), (celpy.celtypes.StringType, str)):
