@@ -20,7 +20,9 @@ import structlog
 from attrs import define, field
 
 from vmx_core.audit.metrics import AuditCounters
+from vmx_core.audit.payload import payload_json
 from vmx_core.audit.record import AuditRecord
+from vmx_core.audit.redact import Redactor
 from vmx_core.audit.rows import Row, to_row
 from vmx_core.audit.spool import Spool
 from vmx_core.audit.store import AuditStore
@@ -42,6 +44,8 @@ class QueueSink:
     batch_size: int = 2_000
     pricer: Pricer | None = None
     retention_days: int | None = None
+    #: Set when ``audit.payloads`` is ``redacted`` or ``full``: bodies are stored through it.
+    redactor: Redactor | None = None
     #: Backoff between database retries while it is down (seconds).
     retry_min: float = 0.2
     retry_max: float = 5.0
@@ -105,7 +109,8 @@ class QueueSink:
             if batch:
                 await self._write(batch)
                 self._inflight -= len(batch)
-            if self.spool.pending and time.monotonic() >= self._retry_at:
+            # Shutting down, the spool gets one last replay even inside a backoff pause.
+            if self.spool.pending and (stopping or time.monotonic() >= self._retry_at):
                 await self._replay()
             await self.spool.sync()
             if self._inflight == 0:
@@ -193,4 +198,10 @@ class QueueSink:
                 cost = self.pricer(record)
             except Exception:  # a pricing bug must never lose the row itself
                 log.exception("audit_pricing_failed")
-        return to_row(record, cost)
+        row = to_row(record, cost)
+        if record.payload is not None and self.redactor is not None:
+            try:
+                row["payload"] = payload_json(record.payload, self.redactor)
+            except Exception:  # nor may a redaction bug; the bodies are dropped, never stored raw
+                log.exception("audit_payload_failed")
+        return row

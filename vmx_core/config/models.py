@@ -71,6 +71,9 @@ class AuditConfig:
     queue_size: int = 10_000
     #: Most rows written in one batch.
     batch_size: int = 2_000
+    #: Most bytes of a streamed answer kept in ``request_audit_payload`` (the rest is dropped
+    #: and the stored answer says ``truncated``).
+    max_stream_payload_bytes: int = 1_048_576
     #: provider -> model -> price, replacing entries of the shipped table (prices.json).
     prices: dict[str, dict[str, ModelPrice]] = field(factory=dict)
 

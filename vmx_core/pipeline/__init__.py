@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from vmx_core.audit.payload import PayloadCapture
 from vmx_core.config.models import ModelRef
 from vmx_core.errors import ConfigError, InvalidRequest, UpstreamProtocolError
 from vmx_core.pipeline.context import RequestContext
@@ -34,6 +35,9 @@ Finish = Callable[[RequestContext], None]
 async def run(rt: Runtime, ctx: RequestContext, finish: Finish) -> Reply:
     """Answer one request.  ``finish`` is called exactly once, when the answer is complete
     (for streams: when the stream ends), to write the audit record and the log line."""
+    audit = rt.config.audit
+    if audit.payloads != "none":
+        ctx.capture = PayloadCapture(audit.max_stream_payload_bytes)
     resolve(rt, ctx)
     assert ctx.resource is not None and ctx.envelope is not None
     t = time.perf_counter()
@@ -75,10 +79,14 @@ async def route(rt: Runtime, ctx: RequestContext) -> ModelRef | None:
 
 
 async def _send(ctx: RequestContext, conn: Connection, call: UpstreamCall) -> bytes:
+    if ctx.capture is not None:
+        ctx.capture.upstream = call.body
     reply = await conn.client.send(call)
     if not isinstance(reply.json, dict):
         raise UpstreamProtocolError("the upstream answered a body that is not a JSON object")
     ctx.usage = usage_from_body(call.format, reply.json)
+    if ctx.capture is not None:
+        ctx.capture.response = reply.body
     return reply.body
 
 
@@ -95,6 +103,8 @@ async def _stream(rt: Runtime, ctx: RequestContext, legs: list[Any], finish: Fin
             opts = call.body.get("stream_options")
             call.body["stream_options"] = {**(opts if isinstance(opts, dict) else {}), "include_usage": True}
             strip = True
+        if ctx.capture is not None:
+            ctx.capture.upstream = call.body
         upstream = await conn.client.open_stream(call)
         events = aiter(upstream)
         watcher = StreamWatcher(fmt, strip_usage_chunk=strip)

@@ -33,8 +33,11 @@ async def relay(
 ) -> AsyncIterator[bytes]:
     ctx.status = CLIENT_CLOSED
     fmt = ctx.request.format
+    capture = ctx.capture
     try:
         for frame in held:
+            if capture is not None:
+                capture.frame(frame)
             yield frame
         while not watcher.terminal:
             wait = min(idle, ctx.remaining())
@@ -49,6 +52,8 @@ async def relay(
             finally:
                 ctx.timings.upstream_ms += (time.perf_counter() - started) * 1000
             if watcher.observe(ev):
+                if capture is not None:
+                    capture.frame(ev.raw)
                 yield ev.raw
         if not watcher.terminal:
             raise ProviderError("the upstream stream ended before its final event (truncated)")
@@ -58,7 +63,10 @@ async def relay(
     except ProviderError as exc:
         err = UpstreamFailed(f"upstream stream failed after the first byte: {exc.message}")
         ctx.status, ctx.error = 502, err
-        yield stream_error_frame(err, fmt, watcher.events)
+        frame = stream_error_frame(err, fmt, watcher.events)
+        if capture is not None:
+            capture.frame(frame)
+        yield frame
     finally:
         ctx.usage = watcher.usage or ctx.usage
         # Shielded: the client may have gone away (cancellation), and the upstream

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import os
+import uuid
 from collections.abc import Awaitable, Callable
 
 import orjson
@@ -18,7 +19,13 @@ from starlette.routing import Route
 from vmx_core import Gateway
 from vmx_core.audit.api import audit_page, find_store, usage_report
 from vmx_core.audit.query import AuditQuery, UsageQuery
-from vmx_core.errors import AuditStoreError, AuthenticationFailed, InvalidRequest, RequestError
+from vmx_core.errors import (
+    AuditStoreError,
+    AuthenticationFailed,
+    InvalidRequest,
+    NotFound,
+    RequestError,
+)
 from vmx_server.errors import error_response
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -54,6 +61,17 @@ def routes(gateway: Gateway) -> list[Route]:
         query = AuditQuery.from_params(ws, env, dict(request.query_params))
         return Response(orjson.dumps(await audit_page(find_store(gateway), query)), media_type="application/json")
 
+    async def payload(request: Request) -> Response:
+        ws, env, rid = (request.path_params[k] for k in ("workspace", "environment", "id"))
+        try:
+            uuid.UUID(rid)
+        except ValueError:
+            raise InvalidRequest("id: must be a request id (UUID)", param="id") from None
+        row = await find_store(gateway).fetch_payload(ws, env, rid)
+        if row is None:
+            raise NotFound(f"no stored payload for request {rid} (audit.payloads may be none)")
+        return Response(orjson.dumps(row), media_type="application/json")
+
     async def usage(request: Request) -> Response:
         ws, env = request.path_params["workspace"], request.path_params["environment"]
         try:
@@ -65,5 +83,6 @@ def routes(gateway: Gateway) -> list[Route]:
 
     return [
         Route("/v1/request-audit/{workspace}/{environment}", _guarded(audit), methods=["GET"]),
+        Route("/v1/request-audit/{workspace}/{environment}/{id}/payload", _guarded(payload), methods=["GET"]),
         Route("/v1/request-usage/{workspace}/{environment}", _guarded(usage), methods=["POST"]),
     ]
