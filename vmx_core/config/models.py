@@ -79,6 +79,13 @@ class AuditConfig:
 
 
 @frozen
+class TelemetryConfig:
+    #: ``vmx`` metadata keys copied onto metrics and spans as ``vmx.metadata.KEY``; only these,
+    #: because every distinct value makes a new time series.
+    metadata_attributes: list[str] = field(factory=list)
+
+
+@frozen
 class CapacitySettings:
     count_cached_tokens: bool = True
     on_store_error: OnStoreError = "allow"
@@ -197,4 +204,5 @@ class VmxConfig:
     limits: LimitsConfig = field(factory=LimitsConfig)
     audit: AuditConfig = field(factory=AuditConfig)
     capacity: CapacitySettings = field(factory=CapacitySettings)
+    telemetry: TelemetryConfig = field(factory=TelemetryConfig)
     workspaces: dict[str, WorkspaceConfig] = field(factory=dict)

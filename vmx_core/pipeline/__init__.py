@@ -41,8 +41,12 @@ async def run(rt: Runtime, ctx: RequestContext, finish: Finish) -> Reply:
     resolve(rt, ctx)
     assert ctx.resource is not None and ctx.envelope is not None
     t = time.perf_counter()
-    routed = await route(rt, ctx) if ctx.envelope.secondary_model_index is None else None
-    legs = plan_legs(ctx.resource, ctx.envelope.secondary_model_index, routed)
+    with ctx.telemetry.span("vmx.routing") as span:
+        routed = await route(rt, ctx) if ctx.envelope.secondary_model_index is None else None
+        legs = plan_legs(ctx.resource, ctx.envelope.secondary_model_index, routed)
+        span.set_attribute("vmx.legs", len(legs))
+        if ctx.routing_rule:
+            span.set_attribute("vmx.routing_rule", ctx.routing_rule)
     ctx.timings.mark("routing", t)
     if ctx.stream:
         return await _stream(rt, ctx, legs, finish)

@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 from attrs import define, field
+from opentelemetry.trace import Span
 
 from vmx_core.audit.payload import Payload, PayloadCapture
 from vmx_core.audit.record import Attempt, AuditRecord
@@ -17,6 +18,7 @@ from vmx_core.errors import RequestError
 from vmx_core.request import ClientRequest, Envelope, header_value, metadata_headers
 from vmx_core.runtime import Connection, Runtime, Tenant
 from vmx_core.security.apikeys import ApiKey
+from vmx_core.telemetry import Telemetry, default_telemetry
 from vmx_core.timing import Timings
 from vmx_core.wire.errors import body_for
 from vmx_core.wire.usage import Usage
@@ -48,6 +50,9 @@ class RequestContext:
     finished: bool = False
     #: References to the bodies for ``request_audit_payload``; ``None`` when payloads are off.
     capture: PayloadCapture | None = None
+    telemetry: Telemetry = field(factory=default_telemetry)
+    #: The ``vmx.request`` span, ended when the request finishes.
+    span: Span | None = None
 
     def remaining(self) -> float:
         return self.deadline - time.perf_counter()

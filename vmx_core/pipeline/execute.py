@@ -48,69 +48,71 @@ async def run_legs(
     unsupported: list[str] = []
     for leg in legs:
         conn = ctx.tenant.connections[leg.ref.connection]
-        if fmt not in conn.provider.formats:
-            unsupported.append(f"{conn.name} ({conn.provider.name})")
-            ctx.attempts.append(Attempt(conn.name, conn.provider.name, leg.ref.model, None, "unsupported_format", 0.0))
-            continue
-        circuit = (ctx.tenant.workspace, ctx.tenant.environment, conn.name)
-        cb_config = ctx.resource.circuit_breaker if breaker is not None else None
-        if breaker is not None and cb_config is not None and not breaker.allow(circuit, cb_config):
-            ctx.attempts.append(Attempt(conn.name, conn.provider.name, leg.ref.model, None, "circuit_open", 0.0))
-            continue
-        tries = 1 + leg.ref.max_retries
-        for try_no in range(tries):
-            remaining = ctx.remaining()
-            if remaining <= 0:
-                raise UpstreamTimeout(_timeout_message(ctx))
-            leg_timeout = min(remaining, leg.ref.timeout_ms / 1000 if leg.ref.timeout_ms else remaining)
-            call = UpstreamCall(
-                format=fmt,
-                model=leg.ref.model,
-                body=upstream_body(ctx, leg.ref),
-                stream=ctx.stream,
-                timeout=leg_timeout,
-                idle_timeout=ctx.resource.stream_idle_timeout_ms / 1000,
-            )
-            ctx.connection, ctx.model = conn, leg.ref.model
-            started = time.perf_counter()
-            try:
-                async with asyncio.timeout(leg_timeout):
-                    result = await attempt(ctx, conn, call)
-            except TimeoutError:
-                error: ProviderError = UpstreamTimeoutError(f"no answer within {leg_timeout * 1000:.0f} ms")
-            except ProviderError as exc:
-                error = exc
-            else:
+        with ctx.telemetry.leg(ctx, conn, leg.ref.model):
+            if fmt not in conn.provider.formats:
+                unsupported.append(f"{conn.name} ({conn.provider.name})")
+                ctx.attempts.append(Attempt(conn.name, conn.provider.name, leg.ref.model, None, "unsupported_format", 0.0))
+                continue
+            circuit = (ctx.tenant.workspace, ctx.tenant.environment, conn.name)
+            cb_config = ctx.resource.circuit_breaker if breaker is not None else None
+            if breaker is not None and cb_config is not None and not breaker.allow(circuit, cb_config):
+                ctx.attempts.append(Attempt(conn.name, conn.provider.name, leg.ref.model, None, "circuit_open", 0.0))
+                continue
+            tries = 1 + leg.ref.max_retries
+            for try_no in range(tries):
+                remaining = ctx.remaining()
+                if remaining <= 0:
+                    raise UpstreamTimeout(_timeout_message(ctx))
+                leg_timeout = min(remaining, leg.ref.timeout_ms / 1000 if leg.ref.timeout_ms else remaining)
+                call = UpstreamCall(
+                    format=fmt,
+                    model=leg.ref.model,
+                    body=upstream_body(ctx, leg.ref),
+                    stream=ctx.stream,
+                    timeout=leg_timeout,
+                    idle_timeout=ctx.resource.stream_idle_timeout_ms / 1000,
+                )
+                ctx.connection, ctx.model = conn, leg.ref.model
+                started = time.perf_counter()
+                try:
+                    with ctx.telemetry.upstream_call(conn, call):
+                        async with asyncio.timeout(leg_timeout):
+                            result = await attempt(ctx, conn, call)
+                except TimeoutError:
+                    error: ProviderError = UpstreamTimeoutError(f"no answer within {leg_timeout * 1000:.0f} ms")
+                except ProviderError as exc:
+                    error = exc
+                else:
+                    ctx.attempts.append(
+                        Attempt(conn.name, conn.provider.name, leg.ref.model, 200, None, (time.perf_counter() - started) * 1000)
+                    )
+                    if breaker is not None and cb_config is not None:
+                        breaker.record(circuit, failed=False)
+                    return result
+                finally:
+                    ctx.timings.upstream_ms += (time.perf_counter() - started) * 1000
+                status = error.status if isinstance(error, UpstreamHTTPError) else None
                 ctx.attempts.append(
-                    Attempt(conn.name, conn.provider.name, leg.ref.model, 200, None, (time.perf_counter() - started) * 1000)
+                    Attempt(
+                        conn.name, conn.provider.name, leg.ref.model, status, error.reason,
+                        (time.perf_counter() - started) * 1000, error.message[:300],
+                    )
                 )
                 if breaker is not None and cb_config is not None:
-                    breaker.record(circuit, failed=False)
-                return result
-            finally:
-                ctx.timings.upstream_ms += (time.perf_counter() - started) * 1000
-            status = error.status if isinstance(error, UpstreamHTTPError) else None
-            ctx.attempts.append(
-                Attempt(
-                    conn.name, conn.provider.name, leg.ref.model, status, error.reason,
-                    (time.perf_counter() - started) * 1000, error.message[:300],
-                )
-            )
-            if breaker is not None and cb_config is not None:
-                failed = is_upstream_failure(ctx.attempts[-1])
-                if failed is not None:
-                    breaker.record(circuit, failed=failed)
-            # A leg timed out on the request deadline itself: that is a 504 even when the timer
-            # fired a hair before ``remaining()`` (perf_counter) reaches 0 -- the event loop's
-            # clock is another clock, with coarser (uvloop: millisecond) resolution.
-            deadline_hit = isinstance(error, UpstreamTimeoutError) and leg_timeout >= remaining
-            if deadline_hit or ctx.remaining() <= 0:
-                raise UpstreamTimeout(_timeout_message(ctx))
-            if not should_fail_over(error, ctx.resource):
-                raise _rejected(error)
-            if try_no + 1 < tries and await _wait_retry_after(ctx, error):
-                continue
-            break
+                    failed = is_upstream_failure(ctx.attempts[-1])
+                    if failed is not None:
+                        breaker.record(circuit, failed=failed)
+                # A leg timed out on the request deadline itself: that is a 504 even when the timer
+                # fired a hair before ``remaining()`` (perf_counter) reaches 0 -- the event loop's
+                # clock is another clock, with coarser (uvloop: millisecond) resolution.
+                deadline_hit = isinstance(error, UpstreamTimeoutError) and leg_timeout >= remaining
+                if deadline_hit or ctx.remaining() <= 0:
+                    raise UpstreamTimeout(_timeout_message(ctx))
+                if not should_fail_over(error, ctx.resource):
+                    raise _rejected(error)
+                if try_no + 1 < tries and await _wait_retry_after(ctx, error):
+                    continue
+                break
     if unsupported and len(unsupported) == len(ctx.attempts):
         raise InvalidRequest(
             f"the {fmt} endpoint is not supported by the provider of "
