@@ -17,12 +17,14 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(BIN)/vmx serve --config examples/quickstart.yaml
 
-# The audit tests run against a real PostgreSQL 15 (started by tests/services/postgres.py).
+# The audit tests run against a real PostgreSQL 15 (started by tests/services/postgres.py);
+# the dashboard test drives Debian's headless chromium.
 PG_BIN := /usr/lib/postgresql/15/bin
 
 # Lint and strict typing are part of the suite: a style regression fails CI like a bug.
 test: lint
 	@test -x $(PG_BIN)/initdb || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql-15; }
+	@command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -17,7 +17,7 @@ from vmx_core import Gateway
 from vmx_core.errors import NotFound, RequestError
 from vmx_core.plugins import collect
 from vmx_server.errors import MethodNotAllowed, dialect_for_path, error_response
-from vmx_server.routes import audit, completion, meta
+from vmx_server.routes import audit, completion, meta, ui
 
 log = structlog.get_logger("vmx.server")
 
@@ -51,7 +51,9 @@ def create_app(gateway: Gateway) -> ASGIApp:
         err = RequestError("internal gateway error")
         return error_response(err, dialect_for_path(request.url.path))
 
-    routes: list[Any] = [*completion.routes(gateway), *meta.routes(gateway, state), *audit.routes(gateway)]
+    routes: list[Any] = [
+        *completion.routes(gateway), *meta.routes(gateway, state), *audit.routes(gateway), *ui.routes(),
+    ]
     routes.extend(collect(gateway.plugins.hook.vmx_register_routes()))
     app: ASGIApp = Starlette(
         routes=routes,
