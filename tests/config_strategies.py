@@ -241,6 +241,7 @@ configs = st.builds(
         max_stream_payload_bytes=st.integers(0, 10_000_000),
         queue_size=positive,
         batch_size=positive,
+        batch_wait_ms=st.integers(0, 1000),
     ),
     capacity=st.builds(CapacitySettings, count_cached_tokens=st.booleans(), on_store_error=st.sampled_from(["allow", "deny"])),
     workspaces=st.dictionaries(

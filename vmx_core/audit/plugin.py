@@ -26,6 +26,7 @@ def vmx_register_audit_sinks(config: VmxConfig) -> list[QueueSink]:
         spool=Spool.open(spool_dir(config)),
         max_queue=config.audit.queue_size,
         batch_size=config.audit.batch_size,
+        batch_wait=config.audit.batch_wait_ms / 1000,
         retention_days=config.audit.retention_days,
         pricer=PriceTable.load(config.audit.prices).cost,
         redactor=None if config.audit.payloads == "none"

@@ -71,6 +71,8 @@ class AuditConfig:
     queue_size: int = 10_000
     #: Most rows written in one batch.
     batch_size: int = 2_000
+    #: How long the writer waits for more rows after the first of a batch.
+    batch_wait_ms: int = 25
     #: Most bytes of a streamed answer kept in ``request_audit_payload`` (the rest is dropped
     #: and the stored answer says ``truncated``).
     max_stream_payload_bytes: int = 1_048_576

@@ -56,6 +56,8 @@ def validate(
         errors.append(("$.audit.batch_size", "must be at least 1"))
     if config.audit.retention_days is not None and config.audit.retention_days < 1:
         errors.append(("$.audit.retention_days", "must be at least 1"))
+    if config.audit.batch_wait_ms < 0:
+        errors.append(("$.audit.batch_wait_ms", "must not be negative"))
     if config.audit.max_stream_payload_bytes < 0:
         errors.append(("$.audit.max_stream_payload_bytes", "must not be negative"))
     for i, text in enumerate(config.audit.redact_paths):
