@@ -41,7 +41,7 @@ async def run(rt: Runtime, ctx: RequestContext, finish: Finish) -> Reply:
     resolve(rt, ctx)
     assert ctx.resource is not None and ctx.envelope is not None
     t = time.perf_counter()
-    with ctx.telemetry.span("vmx.routing") as span:
+    with ctx.telemetry.span(ctx, "vmx.routing") as span:
         routed = await route(rt, ctx) if ctx.envelope.secondary_model_index is None else None
         legs = plan_legs(ctx.resource, ctx.envelope.secondary_model_index, routed)
         span.set_attribute("vmx.legs", len(legs))

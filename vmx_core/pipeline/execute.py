@@ -75,7 +75,7 @@ async def run_legs(
                 ctx.connection, ctx.model = conn, leg.ref.model
                 started = time.perf_counter()
                 try:
-                    with ctx.telemetry.upstream_call(conn, call):
+                    with ctx.telemetry.upstream_call(ctx, conn, call):
                         async with asyncio.timeout(leg_timeout):
                             result = await attempt(ctx, conn, call)
                 except TimeoutError:
