@@ -33,6 +33,8 @@ log = structlog.get_logger("vmx.audit")
 Pricer = Callable[[AuditRecord], float | None]
 
 _STOP = object()
+#: Rows converted between two yields to the event loop.
+_CONVERT_CHUNK = 100
 
 
 @define
@@ -141,9 +143,17 @@ class QueueSink:
                 await asyncio.sleep(self.batch_wait)
         while len(items) < self.batch_size and not self._queue.empty():
             items.append(self._queue.get_nowait())
-        if any(i is _STOP for i in items):
-            stopping = True
-        return [self._row(i) for i in items if i is not _STOP], stopping
+        rows = []
+        for n, item in enumerate(items):
+            if item is _STOP:
+                stopping = True
+            else:
+                rows.append(self._row(item))
+            if n % _CONVERT_CHUNK == _CONVERT_CHUNK - 1:
+                # A full batch is thousands of rows to convert and price: let requests run
+                # between chunks instead of holding the event loop for tens of milliseconds.
+                await asyncio.sleep(0)
+        return rows, stopping
 
     async def _write(self, rows: list[Row]) -> None:
         if self.spool.pending or self._down:
