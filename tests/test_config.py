@@ -318,14 +318,14 @@ def test_non_mapping_and_bad_yaml_are_config_errors() -> None:
         load("server: 1\n  port: 2\n")
 
 
-def test_an_encrypted_credential_without_its_cipher_is_a_config_error() -> None:
-    """A `vmx:enc:v1:` value is never sent upstream as-is: without its cipher, loading fails."""
+def test_a_malformed_encrypted_credential_is_a_config_error() -> None:
+    """A `vmx:enc:v1:` value that cannot be a ciphertext fails loading at its path, unechoed."""
     raw = {"workspaces": {"a": {"environments": {"p": {"connections": {
-        "c": {"provider": "openai", "credentials": {"api_key": "vmx:enc:v1:libsodium:AAAA"}}}}}}}}
+        "c": {"provider": "openai", "credentials": {"api_key": "vmx:enc:v1:libsodium:AA AA"}}}}}}}}
     with pytest.raises(ConfigError) as info:
         config_from_dict(raw, environ={})
     assert info.value.errors == [
         ("$.workspaces.a.environments.p.connections.c.credentials.api_key",
-         "no credential cipher 'libsodium' is installed to decrypt this value")
+         "malformed ciphertext: expected vmx:enc:v1:<cipher>:<base64>")
     ]
-    assert "AAAA" not in str(info.value)
+    assert "AA AA" not in str(info.value)

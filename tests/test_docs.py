@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import os
 import re
 import sys
@@ -22,6 +23,8 @@ from vmx_core.config import parse_config
 from vmx_core.config.models import VmxConfig
 from vmx_core.plugins import Plugins
 from vmx_core.secrets import Secret
+from vmx_providers.anthropic import AnthropicOptions
+from vmx_providers.bedrock import BedrockOptions
 from vmx_providers.mock import MockOptions
 from vmx_providers.openai import OpenAIOptions
 
@@ -165,7 +168,10 @@ def test_builtin_provider_options_are_documented() -> None:
     providers = sections((DOCS / "configuration.md").read_text(), 3)
     openai_doc = providers["`openai`, `groq`, `perplexity`, `gemini`"]
     mock_doc = providers["`mock`"]
-    for cls, body in ((OpenAIOptions, openai_doc), (MockOptions, mock_doc)):
+    anthropic_doc = providers["`anthropic`"]
+    bedrock_doc = providers["`bedrock`, `bedrock-invoke`"]
+    for cls, body in ((OpenAIOptions, openai_doc), (MockOptions, mock_doc), (AnthropicOptions, anthropic_doc),
+                      (BedrockOptions, bedrock_doc)):
         for field in attrs.fields(cls):
             assert f"| `{field.name}` |" in body, f"{cls.__name__}.{field.name}"
 
@@ -203,7 +209,8 @@ async def test_readme_sdk_snippet_answers_from_quickstart_server(tmp_path: Path)
         await server.stop()
     assert proc.returncode == 0, err.decode()
     assert out.decode().strip() == "Mock answer to: Hello!"
-    assert '"resource": "chat"' in server.output() or "resource=chat" in server.output()
+    lines = [json.loads(line) for line in server.output().splitlines() if line.startswith("{")]
+    assert any(line.get("resource") == "chat" for line in lines)
 
 
 async def test_readme_embedding_snippet_runs_in_process() -> None:

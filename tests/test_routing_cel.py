@@ -98,9 +98,8 @@ def celpy_result(expression: str, variables: dict[str, Any]) -> Any:
     except celpy.CELEvalError:
         return "error"
     except IndexError:
-        # cel-python 0.5 crashes (an empty-list pop in its tree walker) on some error operands
-        # of ``&&`` / ``||``, e.g. ``("" + metadata.team) in []`` with no team: the expression
-        # errors, and ours must say so too.
+        # cel-python 0.5 crashes while formatting the TypeError of `error && error`
+        # (celparser.DumpAST pops an empty stack): it is still an evaluation error.
         return "error"
     if isinstance(result, celpy.CELEvalError):
         return "error"

@@ -16,6 +16,7 @@ from vmx_core.config import config_from_dict
 from vmx_core.config.convert import structure
 from vmx_core.config.models import RoutingRule
 from vmx_core.errors import BlockedByRouting, ConfigError, UpstreamFailed, UpstreamHTTPError
+from vmx_core.plugins import hookimpl
 from vmx_core.routing.cel import compile_expression
 from vmx_core.routing.functions import RuleContext, vmx_register_rule_functions
 from vmx_core.routing.health import ConnectionHealth
@@ -258,3 +259,54 @@ async def test_secondary_model_index_skips_routing() -> None:
         reply = await gw.chat_completions("acme", "prod", body, api_key=KEY)
     assert reply.headers["x-vmx-model"] == "second"
     assert "x-vmx-routing-rule" not in reply.headers
+
+
+class _TeamPlugin:
+    """A third-party plugin adding a pure and an async rule function."""
+
+    @staticmethod
+    def shout(text: str) -> str:
+        return text.upper()
+
+    @staticmethod
+    async def quota_left(ctx: RuleContext, team: str) -> int:
+        return {"red": 0, "blue": 5}[team]
+
+    @hookimpl
+    def vmx_register_rule_functions(self) -> dict[str, Any]:
+        return {"shout": self.shout, "quota_left": self.quota_left}
+
+
+async def test_plugins_add_pure_and_async_rule_functions() -> None:
+    """Functions from `vmx_register_rule_functions` are callable in rules; async ones prefetched."""
+    resource = {
+        "model": {"connection": "fake", "model": "primary"},
+        "routing": [
+            {"name": "loud", "when": 'shout(request.last_message) == "HELLO"', "then": {"connection": "fake", "model": "loud"}},
+            {"name": "broke", "when": 'quota_left("red") == 0', "then": {"connection": "fake", "model": "cheap"}},
+        ],
+    }
+    async with make_test_gateway(FakeProvider(), resource=resource, plugins=[_TeamPlugin()]) as gw:
+        loud = await gw.chat_completions("test", "test", {"model": "chat", "messages": [{"role": "user", "content": "hello"}]}, api_key=TEST_KEY)
+        broke = await gw.chat_completions("test", "test", {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}, api_key=TEST_KEY)
+    assert (loud.headers["x-vmx-model"], broke.headers["x-vmx-model"]) == ("loud", "cheap")
+
+
+@pytest.mark.parametrize(
+    ("when", "message"),
+    [
+        ("tokens.inputs > 10", "tokens has no field 'inputs'"),
+        ("token.input > 10", "undeclared reference to 'token'"),
+        ('tokens.input > "8000"', "type error: cannot compare num with string"),
+        ("request.stream == 1", "type error: cannot compare bool with num"),
+        ('metadata.team == 3', "type error: cannot compare string with num"),
+        ({"all": [{"field": "request.modle", "op": "eq", "value": "x"}]}, "'request.modle' is not a field of request"),
+        ({"any": [{"field": "meta.team", "op": "exists"}]}, "unknown variable 'meta'"),
+    ],
+)
+def test_unknown_variables_and_type_errors_fail_at_load(when: Any, message: str) -> None:
+    """Typos in variable names and comparisons of incompatible types fail `vmx check`."""
+    cfg = base_config(resources={"chat": {"model": ref("p"), "routing": [{"name": "r", "when": when, "then": ref("x")}]}})
+    with pytest.raises(ConfigError, match=message) as info:
+        config_from_dict(cfg, environ={})
+    assert info.value.errors[0][0].startswith("$.workspaces.acme.environments.prod.resources.chat.routing[0]")

@@ -6,9 +6,11 @@ import itertools
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from vmx_core.errors import UpstreamProtocolError
 from vmx_core.wire.formats import Format
 from vmx_core.wire.sse import SSEEvent, SSEParser, encode
 from vmx_core.wire.streams import StreamWatcher
@@ -251,9 +253,10 @@ def test_anthropic_error_event_marks_failure() -> None:
     assert w.failed == "Overloaded" and not w.terminal
 
 
-def test_non_json_data_is_tolerated() -> None:
-    """Unparsable data in a usage-looking chunk is forwarded without failing the watcher."""
+def test_non_json_data_is_an_upstream_protocol_error() -> None:
+    """A frame that is not a JSON object is the upstream's failure, never forwarded as garbage."""
     for fmt in Format:
-        w = StreamWatcher(fmt)
-        assert w.observe(SSEEvent(event=None, data='{"usage": oops', raw=b"")) is True
-        assert w.usage is None and not w.terminal
+        for data in ('{"usage": oops', "[1, 2]", "plain text"):
+            w = StreamWatcher(fmt)
+            with pytest.raises(UpstreamProtocolError, match="malformed stream event"):
+                w.observe(SSEEvent(event=None, data=data, raw=b""))

@@ -1,7 +1,9 @@
-"""OpenTelemetry spans and metrics, captured with the SDK's in-memory exporters."""
+"""OpenTelemetry spans and metrics, captured with the SDK's in-memory exporters; and the
+self-measured overhead: the histogram split by stage, and what a stream's overhead leaves out."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from vmx_core import Gateway
 from vmx_core.audit.query import AuditQuery
+from vmx_core.audit.record import AuditRecord
 from vmx_core.audit.store import open_store
 from vmx_core.config.models import TelemetryConfig
 from vmx_core.errors import UpstreamHTTPError
@@ -102,7 +105,7 @@ async def test_metrics_carry_duration_overhead_tokens_and_errors(capture: Captur
     assert err.value == 1 and err.attributes["error.type"] == "upstream_error"
     durations = capture.points("vmx.gateway.request.duration")
     assert sum(p.count for p in durations) == 2 and all(p.sum > 0 for p in durations)
-    assert sum(p.count for p in capture.points("vmx.gateway.overhead")) == 2
+    assert sum(p.count for p in capture.points("vmx.gateway.overhead") if p.attributes["vmx.stage"] == "total") == 2
     tokens = {p.attributes["vmx.token.type"]: p.value for p in capture.points("vmx.gateway.tokens")}
     assert tokens == {"input": 1, "output": 2}
     outcomes: dict[str, int] = {}
@@ -153,3 +156,83 @@ async def test_with_otel_off_spans_are_skipped_and_audit_rows_still_written(tmp_
     rows = await store.fetch(AuditQuery("test", "test"))
     await store.aclose()
     assert len(rows) == 4 and {r["status_code"] for r in rows} == {200}
+
+
+# -- the self-measured overhead, split by stage -----------------------------------------------
+
+OVERHEAD_BODY = {"model": "chat", "messages": [{"role": "user", "content": "one two three"}]}
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.points: list[tuple[float, dict[str, Any]]] = []
+
+    def record(self, value: float, attributes: dict[str, Any]) -> None:
+        self.points.append((value, dict(attributes)))
+
+    def stage(self, name: str) -> list[float]:
+        return [v for v, a in self.points if a.get("vmx.stage") == name]
+
+
+class ListSink:
+    name = "list"
+
+    def __init__(self) -> None:
+        self.records: list[AuditRecord] = []
+
+    def enqueue(self, record: AuditRecord) -> None:
+        self.records.append(record)
+
+    async def aclose(self) -> None:
+        return None
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+def _recording(recorder: Recorder, fake: FakeProvider) -> Gateway:
+    """A test gateway whose ``vmx.gateway.overhead`` histogram is ``recorder``."""
+    gw = make_test_gateway(fake)
+    gw.telemetry = attrs.evolve(Telemetry.create(), overhead=recorder)
+    return gw
+
+
+async def test_overhead_histogram_is_split_by_stage(recorder: Recorder) -> None:
+    """One request records its total overhead and each stage under vmx.stage, including the
+    upstream body's construction (conversion) and the audit hand-off."""
+    async with _recording(recorder, FakeProvider()) as gw:
+        gw.sinks.append(ListSink())  # type: ignore[arg-type]
+        await gw.chat_completions("test", "test", OVERHEAD_BODY, api_key=TEST_KEY)
+    for stage in ("total", "auth", "parse", "resolve", "routing", "conversion", "respond", "audit_enqueue"):
+        assert len(recorder.stage(stage)) == 1, stage
+    (total,) = recorder.stage("total")
+    assert total >= 0
+    assert all(a["vmx.format"] == "chat-completions" and a["http.response.status_code"] == 200 for _, a in recorder.points)
+
+
+async def test_capacity_is_reported_as_capacity(recorder: Recorder) -> None:
+    """The internal ``gate`` timing is reported as the ``capacity`` stage."""
+    async with _recording(recorder, FakeProvider()) as gw:
+        await gw.chat_completions("test", "test", OVERHEAD_BODY, api_key=TEST_KEY)
+    assert len(recorder.stage("capacity")) == 1
+    assert recorder.stage("gate") == []
+
+
+async def test_stream_overhead_leaves_out_the_clients_reading_time(recorder: Recorder) -> None:
+    """A client that takes its time between frames is not counted as gateway overhead."""
+    pause = 0.05
+    async with _recording(recorder, FakeProvider()) as gw:
+        sink = ListSink()
+        gw.sinks.append(sink)  # type: ignore[arg-type]
+        frames = 0
+        async for _ in gw.stream_chat_completions("test", "test", OVERHEAD_BODY, api_key=TEST_KEY):
+            frames += 1
+            await asyncio.sleep(pause)
+    (record,) = sink.records
+    (total,) = recorder.stage("total")
+    assert frames >= 2
+    slept_ms = frames * pause * 1000
+    assert record.duration_ms >= slept_ms
+    assert total <= record.duration_ms - slept_ms * 0.9

@@ -6,6 +6,8 @@
     ├── ConfigError              the config file or store is invalid (carries the key path)
     ├── PluginError              a plugin is missing, broken or misbehaving
     ├── AuditStoreError          the audit database failed (rows are spooled, never lost)
+    ├── CredentialError          a credential ciphertext cannot be opened (or sealed)
+    ├── ConfigStoreError         the config database failed or refused a change
     ├── ProviderError            one upstream leg failed; the pipeline decides whether to fail over
     │   ├── UpstreamHTTPError        the upstream answered a non-2xx status
     │   ├── UpstreamConnectionError  could not connect, or the connection dropped
@@ -15,6 +17,7 @@
     └── RequestError             what the client is told; each maps to one row of DESIGN §6
         ├── InvalidRequest (400)         BlockedByRouting (400)
         ├── AuthenticationFailed (401)   PermissionDenied (403)   NotFound (404)
+        ├── Conflict (409)               PreconditionFailed (412)   (management API)
         ├── RequestTooLarge (413)
         ├── CapacityExhausted (429)      PrioritizationDenied (429)
         ├── UpstreamRejected (the upstream's own 4xx, passed on)
@@ -35,10 +38,14 @@ __all__ = [
     "BlockedByRouting",
     "CapacityExhausted",
     "ConfigError",
+    "ConfigStoreError",
+    "Conflict",
+    "CredentialError",
     "InvalidRequest",
     "NotFound",
     "PermissionDenied",
     "PluginError",
+    "PreconditionFailed",
     "PrioritizationDenied",
     "ProviderError",
     "RequestError",
@@ -78,6 +85,16 @@ class AuditStoreError(VmxError):
 
     Raised instead of the driver's own exception; the message names the operation and the
     driver's error class, never the connection string (it may hold a password)."""
+
+
+class CredentialError(VmxError):
+    """A ``vmx:enc:v1:`` value could not be decrypted (wrong key, wrong connection, tampered,
+    KMS refused) or a secret could not be encrypted.  The message never holds the value."""
+
+
+class ConfigStoreError(VmxError):
+    """The config database could not be reached or refused a statement (driver errors are
+    wrapped: the message names the operation and SQLSTATE, never the DSN)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,6 +215,24 @@ class NotFound(RequestError):
     openai_code = "not_found"
     openai_type = "not_found_error"
     anthropic_type = "not_found_error"
+
+
+class Conflict(RequestError):
+    """The object already exists (a management ``POST`` of a taken name)."""
+
+    status = 409
+    openai_code = "conflict"
+    openai_type = "invalid_request_error"
+    anthropic_type = "invalid_request_error"
+
+
+class PreconditionFailed(RequestError):
+    """``If-Match`` named a version that is no longer current: someone changed it first."""
+
+    status = 412
+    openai_code = "precondition_failed"
+    openai_type = "invalid_request_error"
+    anthropic_type = "invalid_request_error"
 
 
 class RequestTooLarge(RequestError):

@@ -15,19 +15,23 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
+import orjson
 import structlog
 from attrs import define, field
 
 from vmx_core.audit.record import AuditSink
+from vmx_core.capacity.store import CapacityStore
 from vmx_core.config.loader import load_config
 from vmx_core.config.models import VmxConfig
 from vmx_core.config.validate import validate
 from vmx_core.errors import InvalidRequest, RequestError
 from vmx_core.pipeline import RequestContext, run
+from vmx_core.pipeline.count import count_tokens
 from vmx_core.pipeline.resolve import authenticate
 from vmx_core.pipeline.stream import CLIENT_CLOSED
 from vmx_core.plugins import Plugins, collect
@@ -36,6 +40,7 @@ from vmx_core.request import ClientRequest
 from vmx_core.routing.breaker import CircuitBreaker
 from vmx_core.routing.health import ConnectionHealth
 from vmx_core.runtime import Runtime
+from vmx_core.security.credentials import Credentials
 from vmx_core.telemetry import Telemetry, default_telemetry
 from vmx_core.wire.formats import Format
 
@@ -53,6 +58,8 @@ class Gateway:
     #: Upstream outcomes per connection; kept across reloads.
     health: ConnectionHealth = field(factory=ConnectionHealth)
     breaker: CircuitBreaker = field(factory=CircuitBreaker)
+    #: The capacity store of ``storage.capacity``; kept across reloads.
+    capacity_store: CapacityStore | None = None
     #: Spans and metrics; the global OpenTelemetry providers unless given.
     telemetry: Telemetry = field(factory=default_telemetry)
     _handler: Handler | None = None
@@ -60,6 +67,10 @@ class Gateway:
     #: Runtimes replaced by a reload that still have requests in flight.
     _retired: set[Runtime] = field(factory=set)
     _closing: set[asyncio.Task[None]] = field(factory=set)
+    #: Opened credential ciphers, kept across reloads (the KMS data-key cache lives there).
+    _credentials: Credentials | None = None
+    #: Serialises reloads: two changes arriving together are applied one after the other.
+    _reload_lock: asyncio.Lock = field(factory=asyncio.Lock)
 
     # -- construction -------------------------------------------------------------------------
 
@@ -90,7 +101,9 @@ class Gateway:
     async def start(self) -> None:
         if self.started:
             return
-        self.runtime = Runtime.build(self.config, self.plugins.providers(), self.plugins.rule_functions(), self.health, self.breaker)
+        if self.capacity_store is None:
+            self.capacity_store = self.plugins.capacity_store(self.config.storage.capacity)
+        self.runtime = await self._build(self.config)
         self.sinks = collect(self.plugins.hook.vmx_register_audit_sinks(config=self.config))
         for sink in self.sinks:
             await sink.start()
@@ -114,11 +127,16 @@ class Gateway:
             await sink.aclose()
         if self.runtime is not None:
             await self.runtime.aclose()
+        if self._credentials is not None:
+            await self._credentials.aclose()
         for rt in list(self._retired):
             await rt.aclose()
         self._retired.clear()
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
+        if self.capacity_store is not None:
+            await self.capacity_store.aclose()
+            self.capacity_store = None
 
     async def __aenter__(self) -> Gateway:
         await self.start()
@@ -132,15 +150,31 @@ class Gateway:
     async def reload(self, config: VmxConfig) -> None:
         """Swap in a new config atomically; requests in flight finish on the old one, whose
         upstream connections are closed when its last request (or stream) finishes."""
-        validate(config, self.plugins.providers(), self.plugins.rule_functions())
-        new = Runtime.build(config, self.plugins.providers(), self.plugins.rule_functions(), self.health, self.breaker)
-        old, self.runtime, self.config = self.runtime, new, config
+        async with self._reload_lock:
+            validate(config, self.plugins.providers(), self.plugins.rule_functions())
+            new = await self._build(config)
+            old, self.runtime, self.config = self.runtime, new, config
         if old is not None:
             old.retired = True
             if old.in_flight == 0:
                 await old.aclose()
             else:
                 self._retired.add(old)
+
+    @property
+    def credentials(self) -> Credentials:
+        """The credential ciphers (``vmx_register_credential_ciphers``), opened lazily."""
+        if self._credentials is None:
+            self._credentials = Credentials(self.plugins.credential_ciphers())
+        return self._credentials
+
+    async def _build(self, config: VmxConfig) -> Runtime:
+        # Only the runtime sees plaintext credentials; self.config keeps the ciphertexts.
+        plain = await self.credentials.decrypt_config(config)
+        return Runtime.build(
+            plain, self.plugins.providers(), self.plugins.rule_functions(), self.health, self.breaker,
+            self.capacity_store,
+        )
 
     def _close_later(self, rt: Runtime) -> None:
         self._retired.discard(rt)
@@ -179,6 +213,26 @@ class Gateway:
             self._finish(ctx)
             raise
 
+    async def count_tokens(self, request: ClientRequest) -> Completion:
+        """Anthropic's ``messages/count_tokens``: ``{"input_tokens": N}``, counted by the
+        provider where it can, estimated otherwise (header ``x-vmx-token-count``)."""
+        rt = self.runtime
+        if rt is None:
+            raise RuntimeError("the gateway is not started: use `async with gateway:` or await gateway.start()")
+        ctx = RequestContext(request, runtime=rt)
+        rt.in_flight += 1
+        try:
+            count, how = await count_tokens(rt, ctx)
+        except RequestError as err:
+            err.headers.update(ctx.headers())
+            raise
+        finally:
+            rt.in_flight -= 1
+            if rt.retired and rt.in_flight == 0:
+                self._close_later(rt)
+        headers = {**ctx.headers(), "x-vmx-token-count": how}
+        return Completion(status=200, headers=headers, body=orjson.dumps({"input_tokens": count}))
+
     def reject(self, request: ClientRequest, err: RequestError) -> RequestError:
         """Record a request the server refused before the pipeline ran (bad key, unknown
         tenant, body too large): it still gets a request id, a log line and an audit record."""
@@ -206,9 +260,13 @@ class Gateway:
         for attempt in ctx.attempts:
             self.health.record(ctx.request.workspace, ctx.request.environment, attempt)
         if self.sinks:
+            # Timed for the overhead histogram; it runs after the answer's headers were
+            # built, so x-vmx-overhead-ms cannot include it.
+            started = time.perf_counter()
             record = ctx.audit_record()
             for sink in self.sinks:
                 sink.enqueue(record)
+            ctx.timings.mark("audit_enqueue", started)
         self.telemetry.finish(ctx)
         log.info("request", **ctx.log_fields())
 

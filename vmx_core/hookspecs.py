@@ -60,8 +60,14 @@ def vmx_register_audit_sinks(config: VmxConfig) -> Sequence[AuditSink]:
 
 @hookspec
 def vmx_register_credential_ciphers() -> Sequence[Any]:
-    """Return credential ciphers.  A cipher has a ``name`` (the ``<cipher>`` part of
-    ``vmx:enc:v1:<cipher>:<base64>``) and async ``encrypt``/``decrypt`` methods."""
+    """Return credential cipher kinds (:class:`~vmx_core.security.ciphers.CipherKind`).
+
+    A kind has a ``name`` (the ``<cipher>`` part of ``vmx:enc:v1:<cipher>:<base64>``) and
+    ``open(settings)``, which takes the config's ``encryption`` section and returns a
+    :class:`~vmx_core.security.ciphers.Cipher` with async ``encrypt(plaintext,
+    associated_data)``, ``decrypt(ciphertext, associated_data)`` and ``aclose()``.  The
+    built-in ``libsodium`` and ``aws-kms`` are registered ``trylast``, so a plugin's kind of
+    the same name replaces them."""
     raise NotImplementedError
 
 

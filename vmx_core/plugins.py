@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pluggy
 from attrs import define, field, frozen
@@ -18,8 +18,10 @@ from vmx_core import hookspecs
 from vmx_core.errors import PluginError
 
 if TYPE_CHECKING:
+    from vmx_core.capacity.store import CapacityStore
     from vmx_core.providers import Provider
     from vmx_core.routing.rules import RuleFunctions
+    from vmx_core.security.ciphers import CipherKind
 
 ENTRY_POINT_GROUP = "vmx"
 
@@ -59,11 +61,15 @@ class Plugins:
         pm.add_hookspecs(hookspecs)
         plugins = cls(pm)
         from vmx_core.audit import plugin as builtin_audit
+        from vmx_core.capacity import stores as builtin_capacity_stores
         from vmx_core.routing import functions as builtin_rule_functions
+        from vmx_core.security import credentials as builtin_ciphers
 
         # Core features use the same hooks as plugins, but are not optional.
         pm.register(builtin_rule_functions, name="vmx.rule-functions")
         pm.register(builtin_audit, name="vmx.audit")
+        pm.register(builtin_capacity_stores, name="vmx.capacity-stores")
+        pm.register(builtin_ciphers, name="vmx.ciphers")
         disabled = disabled_plugins(environ)
         if entry_points and "*" not in disabled:
             eps = sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
@@ -108,6 +114,21 @@ class Plugins:
         for mapping in reversed(self.pm.hook.vmx_register_rule_functions()):
             merged.update(mapping or {})
         return RuleFunctions.from_mapping(merged)
+
+    def capacity_store(self, uri: str) -> CapacityStore:
+        """The store for ``storage.capacity``: the first plugin that answers the URI."""
+        store = self.pm.hook.vmx_capacity_store(uri=uri)
+        if store is None:
+            raise PluginError(f"storage.capacity: no plugin provides a capacity store for {uri.split('://')[0]}://")
+        return cast("CapacityStore", store)
+
+    def credential_ciphers(self) -> dict[str, CipherKind]:
+        """Every registered cipher kind by name; a plugin's wins over a built-in of the same
+        name (built-ins are ``trylast``, so they come last in pluggy's order)."""
+        found: dict[str, CipherKind] = {}
+        for kind in collect(self.pm.hook.vmx_register_credential_ciphers()):
+            found.setdefault(kind.name, kind)
+        return found
 
     def providers(self) -> dict[str, Provider]:
         """Every registered provider by name; a name registered twice is an error."""

@@ -47,6 +47,10 @@ class UpstreamCall:
     #: Seconds a stream may stay silent before it counts as stalled.
     idle_timeout: float = 60.0
     headers: Mapping[str, str] = field(factory=dict)
+    #: Set when the body is in the provider's own dialect (its ``dialect`` attribute, e.g.
+    #: ``bedrock-converse``) rather than in one of the client shapes; ``format`` is then the
+    #: client's and means nothing to the provider.
+    dialect: str | None = None
 
 
 @frozen
@@ -87,7 +91,9 @@ class ProviderClient(Protocol):
 class Provider(Protocol):
     #: The name a connection uses in ``provider:``.
     name: str
-    #: The client shapes this provider speaks natively (bodies pass through untouched).
+    #: The client shapes this provider speaks natively (bodies pass through untouched).  A
+    #: provider that speaks none of them may instead name its own wire dialect in an optional
+    #: ``dialect`` attribute (``bedrock-converse``) that ``vmx_core.wire.convert`` converts to.
     formats: frozenset[Format]
     #: An attrs class for ``options:``; unknown keys are rejected with their path.
     options_type: type[Any]

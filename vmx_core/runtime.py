@@ -11,6 +11,9 @@ from collections.abc import Mapping
 
 from attrs import define, field, frozen
 
+from vmx_core.capacity.gate import Gate
+from vmx_core.capacity.memory import MemoryStore
+from vmx_core.capacity.store import CapacityStore
 from vmx_core.config.convert import structure
 from vmx_core.config.models import ConnectionConfig, ResourceConfig, VmxConfig
 from vmx_core.errors import ConfigError
@@ -50,6 +53,7 @@ class Runtime:
     functions: RuleFunctions = field(factory=lambda: RuleFunctions({}, {}))
     health: ConnectionHealth = field(factory=ConnectionHealth)
     breaker: CircuitBreaker = field(factory=CircuitBreaker)
+    gate: Gate = field(factory=lambda: Gate(MemoryStore()))
     #: Requests (and streams) still running on this runtime, and whether a reload replaced
     #: it: a retired runtime closes its upstream sessions when the count reaches zero.
     in_flight: int = 0
@@ -63,12 +67,15 @@ class Runtime:
         functions: RuleFunctions | None = None,
         health: ConnectionHealth | None = None,
         breaker: CircuitBreaker | None = None,
+        capacity_store: CapacityStore | None = None,
     ) -> Runtime:
         rt = cls(
             config,
             functions=functions or RuleFunctions({}, {}),
             health=health or ConnectionHealth(),
             breaker=breaker or CircuitBreaker(),
+            # The store outlives reloads (the Gateway owns it); the limits index is per config.
+            gate=Gate.build(config, capacity_store or MemoryStore()),
         )
         for ws_name, ws in config.workspaces.items():
             for env_name, env in ws.environments.items():

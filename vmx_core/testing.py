@@ -27,7 +27,7 @@ from attrs import define, field, frozen
 from vmx_core.config.loader import config_from_dict
 from vmx_core.errors import ProviderError
 from vmx_core.gateway import Gateway
-from vmx_core.plugins import hookimpl
+from vmx_core.plugins import Plugins, hookimpl
 from vmx_core.providers import ConnectionSpec, UpstreamCall, UpstreamReply
 from vmx_core.security.apikeys import hash_key
 from vmx_core.wire import sse
@@ -153,5 +153,9 @@ def make_test_gateway(
             }
         }
     }
-    config = config_from_dict(raw, environ={})
-    return Gateway.from_config(config, plugins=[provider, *plugins], entry_points=False)
+    # Load the plugins first: the config's rules may call functions only a plugin provides.
+    loaded = Plugins.load([provider, *plugins], entry_points=False)
+    config = config_from_dict(
+        raw, environ={}, providers=loaded.providers(), rule_functions=loaded.rule_functions()
+    )
+    return Gateway(config, loaded)

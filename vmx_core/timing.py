@@ -14,6 +14,9 @@ class Timings:
     stages: dict[str, float] = field(factory=dict)
     #: Time spent waiting on upstreams (all legs), excluded from the gateway's overhead.
     upstream_ms: float = 0.0
+    #: Streams: time a committed stream waited for the server and the client to take each
+    #: frame (a slow reader's backpressure), also excluded: it is not the gateway's work.
+    downstream_ms: float = 0.0
     ttft_ms: float | None = None
 
     def mark(self, stage: str, since: float) -> float:
@@ -26,4 +29,4 @@ class Timings:
         return (time.perf_counter() - self.start) * 1000
 
     def overhead_ms(self) -> float:
-        return max(0.0, self.elapsed_ms() - self.upstream_ms)
+        return max(0.0, self.elapsed_ms() - self.upstream_ms - self.downstream_ms)

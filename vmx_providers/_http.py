@@ -164,6 +164,10 @@ def _error_fields(raw: bytes) -> tuple[str | None, str | None, str | None, str |
         )
     if isinstance(err, str):
         return err, None, None, None
+    # AWS services (Bedrock) answer {"message": "..."} with the error type in a header.
+    msg = (data.get("message") or data.get("Message")) if isinstance(data, dict) else None
+    if isinstance(msg, str):
+        return msg, None, None, None
     return None, None, None, None
 
 
@@ -198,6 +202,9 @@ class SSEStream:
         self.headers: Mapping[str, str] = dict(resp.headers)
         self._client = client
         self._complete = False
+        #: Events already parsed from the last read and not yet handed out: the relay sends
+        #: the frames of one read as one write.
+        self.ready = 0
 
     def __aiter__(self) -> AsyncIterator[SSEEvent]:
         return self._events()
@@ -206,10 +213,13 @@ class SSEStream:
         parser = SSEParser()
         try:
             async for chunk in self.resp.content.iter_any():
-                for ev in parser.feed(chunk):
+                events = parser.feed(chunk)
+                for i, ev in enumerate(events):
+                    self.ready = len(events) - i - 1
                     yield ev
         except aiohttp.ClientError as exc:
             raise wrap_client_error(exc) from None
+        self.ready = 0
         self._complete = True
 
     async def aclose(self) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
+import signal
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,26 +17,40 @@ from starlette.responses import Response
 from starlette.types import ASGIApp
 
 from vmx_core import Gateway
-from vmx_core.errors import NotFound, RequestError
+from vmx_core.errors import NotFound, RequestError, VmxError
 from vmx_core.plugins import collect
+from vmx_core.security.admin import AdminAuth
+from vmx_core.store.manage import Management
+from vmx_core.store.service import ConfigService
 from vmx_server.errors import MethodNotAllowed, dialect_for_path, error_response
 from vmx_server.routes import audit, completion, meta, ui
+from vmx_server.routes.management import ManagementRoutes
 
 log = structlog.get_logger("vmx.server")
 
 
-def create_app(gateway: Gateway) -> ASGIApp:
-    """The ASGI app.  Its lifespan starts and stops ``gateway``; plugins may add routes
-    (``vmx_register_routes``) and wrap the app (``vmx_asgi_wrapper``)."""
+def create_app(gateway: Gateway, config_path: str | os.PathLike[str] | None = None) -> ASGIApp:
+    """The ASGI app.  Its lifespan starts and stops ``gateway`` and its config store (and, with
+    ``storage.config: file`` and ``config_path``, reloads that file on SIGHUP); plugins may add
+    routes (``vmx_register_routes``) and wrap the app (``vmx_asgi_wrapper``)."""
     state: dict[str, bool] = {"draining": False}
+    auth = AdminAuth()
+    management = ManagementRoutes(gateway, auth)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await gateway.start()
+        service = ConfigService.for_gateway(gateway)
+        await service.start()
+        management.management = Management(service)
+        hup = config_path is not None and gateway.config.storage.config == "file" and _install_sighup(service, config_path)
         try:
             yield
         finally:
             state["draining"] = True
+            if hup:
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+            await service.aclose()
             await gateway.aclose()
 
     async def http_error(request: Request, exc: Exception) -> Response:
@@ -52,7 +69,8 @@ def create_app(gateway: Gateway) -> ASGIApp:
         return error_response(err, dialect_for_path(request.url.path))
 
     routes: list[Any] = [
-        *completion.routes(gateway), *meta.routes(gateway, state), *audit.routes(gateway), *ui.routes(),
+        *completion.routes(gateway), *meta.routes(gateway, state), *audit.routes(gateway, auth),
+        *management.routes(), *ui.routes(),
     ]
     routes.extend(collect(gateway.plugins.hook.vmx_register_routes()))
     app: ASGIApp = Starlette(
@@ -66,3 +84,28 @@ def create_app(gateway: Gateway) -> ASGIApp:
         if wrapped is not None:
             app = wrapped
     return app
+
+
+def _install_sighup(service: ConfigService, path: str | os.PathLike[str]) -> bool:
+    """SIGHUP re-reads the file and swaps it in like any reload; a bad file is logged and
+    the running config kept."""
+    loop = asyncio.get_running_loop()
+    pending: set[asyncio.Task[None]] = set()
+
+    async def reload() -> None:
+        try:
+            await service.reload_file(path)
+            log.info("config_reloaded", source=str(path))
+        except VmxError as exc:
+            log.error("config_reload_failed", source=str(path), error=str(exc))
+
+    def on_hup() -> None:
+        task = loop.create_task(reload())
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    try:
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
+    except (NotImplementedError, RuntimeError):  # not the main thread, or no signals here
+        return False
+    return True

@@ -9,10 +9,19 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from vmx_core.config.loader import load_config
 from vmx_core.config.validate import _NAME as _KEY_NAME  # the names a config accepts
-from vmx_core.errors import AuditStoreError, ConfigError, InvalidRequest, PluginError
+from vmx_core.errors import (
+    AuditStoreError,
+    ConfigError,
+    ConfigStoreError,
+    CredentialError,
+    InvalidRequest,
+    PluginError,
+)
 from vmx_core.plugins import Plugins
 from vmx_core.security.apikeys import generate_key, hash_key
 
@@ -41,6 +50,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     usage.add_argument("--workspace")
     usage.add_argument("--environment")
 
+    enc = sub.add_parser("encrypt", help="encrypt a credential read on stdin (prints vmx:enc:v1:...)")
+    enc.add_argument("--config")
+    enc.add_argument("--workspace")
+    enc.add_argument("--environment")
+    enc.add_argument("--connection")
+    enc.add_argument("--generate-key", action="store_true", help="print a new libsodium key instead")
+
+    rot = sub.add_parser("rotate-key", help="re-encrypt every credential under encryption's current key")
+    rot.add_argument("--config", required=True)
+    rot.add_argument("--write", action="store_true", help="rewrite the config file in place (else print)")
+
+    imp = sub.add_parser("import", help="replace the config store's objects with a config file's")
+    imp.add_argument("--config", required=True, help="the gateway's config (storage.config: database)")
+    imp.add_argument("--from", dest="source", help="the file to import (default: --config itself)")
+
+    exp = sub.add_parser("export", help="print the config store's objects as a config file")
+    exp.add_argument("--config", required=True)
+
     keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="keys_command", required=True)
     create = keys.add_parser("create", help="generate a key; prints it once, with the hash to store")
     create.add_argument("--config", required=True)
@@ -59,6 +86,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _migrate(args)
         if args.command == "usage":
             return _usage(args)
+        if args.command == "encrypt":
+            return _encrypt(args)
+        if args.command == "rotate-key":
+            return _rotate_key(args)
+        if args.command == "import":
+            return _import(args)
+        if args.command == "export":
+            return _export(args)
         return _keys_create(args)
     except (ConfigError, PluginError) as exc:
         _print_error(exc)
@@ -66,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InvalidRequest as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except AuditStoreError as exc:
+    except (AuditStoreError, CredentialError, ConfigStoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 
@@ -83,6 +118,19 @@ def _print_error(exc: Exception) -> None:
 def _check(args: argparse.Namespace) -> int:
     plugins = Plugins.load()
     config = load_config(args.config, providers=plugins.providers(), rule_functions=plugins.rule_functions())
+    from vmx_core.security.credentials import Credentials, encrypted_credentials
+
+    if any(True for _ in encrypted_credentials(config)):
+        # Open every ciphertext now: a wrong or missing key fails here, not at the first request.
+        creds = Credentials(plugins.credential_ciphers())
+
+        async def run() -> None:
+            try:
+                await creds.decrypt_config(config)
+            finally:
+                await creds.aclose()
+
+        asyncio.run(run())
     envs = sum(len(ws.environments) for ws in config.workspaces.values())
     resources = sum(len(e.resources) for ws in config.workspaces.values() for e in ws.environments.values())
     print(f"ok: {args.config}: {len(config.workspaces)} workspace(s), {envs} environment(s), {resources} resource(s)")
@@ -153,6 +201,104 @@ def _usage(args: argparse.Namespace) -> int:
     return 0
 
 
+def _encrypt(args: argparse.Namespace) -> int:
+    from vmx_core.security.credentials import Credentials
+    from vmx_core.security.sodium import generate_key as generate_sodium_key
+
+    if args.generate_key:
+        print(generate_sodium_key())
+        return 0
+    missing = [f"--{n}" for n in ("config", "workspace", "environment", "connection") if not getattr(args, n)]
+    if missing:
+        raise ConfigError(f"vmx encrypt needs {', '.join(missing)} (or --generate-key)")
+    for name in (args.workspace, args.environment, args.connection):
+        if not _KEY_NAME.match(name):
+            raise ConfigError(f"{name!r} is not a valid name (letters, digits, '.', '_', '-')")
+    plugins = Plugins.load()
+    config = load_config(args.config, providers=plugins.providers(), rule_functions=plugins.rule_functions())
+    # One trailing newline is what `echo` and a terminal add; anything else is the secret's.
+    secret = sys.stdin.read().removesuffix("\n").removesuffix("\r")
+    if not secret:
+        raise ConfigError("nothing to encrypt: write the secret on stdin")
+    creds = Credentials(plugins.credential_ciphers())
+
+    async def run() -> str:
+        await creds.configure(config.encryption)
+        try:
+            return await creds.encrypt(secret, args.workspace, args.environment, args.connection)
+        finally:
+            await creds.aclose()
+
+    print(asyncio.run(run()))
+    return 0
+
+
+def _rotate_key(args: argparse.Namespace) -> int:
+
+    from vmx_core.security.credentials import Credentials
+    from vmx_core.security.rotate import rewrite_text, rotate
+
+    plugins = Plugins.load()
+    config = load_config(args.config, providers=plugins.providers(), rule_functions=plugins.rule_functions())
+    creds = Credentials(plugins.credential_ciphers())
+    if config.storage.config == "database":
+        from vmx_core.store.tools import rotate_store
+
+        count = asyncio.run(rotate_store(config, plugins))
+        print(f"re-encrypted {count} credential(s) in the config store (one transaction)")
+        return 0
+
+    async def run() -> list[Any]:
+        try:
+            return await rotate(config, creds)
+        finally:
+            await creds.aclose()
+
+    rotated = asyncio.run(run())
+    if not args.write:
+        for r in rotated:
+            print(f"{r.path}: {r.new}")
+        return 0
+    path = Path(args.config)
+    text, missing = rewrite_text(path.read_text(encoding="utf-8"), rotated)
+    tmp = path.with_name(path.name + ".rotating")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)  # atomic: a reader sees the old file or the new one, never half
+    print(f"re-encrypted {len(rotated) - len(missing)} credential(s) in {path}")
+    for r in missing:
+        print(f"not in the file (set through a ${{VAR}}?): {r.path}: {r.new}")
+    return 0
+
+
+def _store_config(args: argparse.Namespace) -> tuple[Any, Plugins]:
+    plugins = Plugins.load()
+    config = load_config(args.config, providers=plugins.providers(), rule_functions=plugins.rule_functions())
+    if config.storage.config != "database":
+        raise ConfigError("needs storage.config: database", "$.storage.config")
+    return config, plugins
+
+
+def _import(args: argparse.Namespace) -> int:
+    from vmx_core.store.tools import import_file
+
+    config, plugins = _store_config(args)
+    source = load_config(args.source or args.config, providers=plugins.providers(),
+                         rule_functions=plugins.rule_functions())
+    version = asyncio.run(import_file(config, source, plugins))
+    print(f"imported {args.source or args.config}: config store version {version}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    import yaml
+
+    from vmx_core.store.tools import export_tree
+
+    config, plugins = _store_config(args)
+    print(yaml.safe_dump(asyncio.run(export_tree(config, plugins)), sort_keys=False), end="")
+    return 0
+
+
 def _keys_create(args: argparse.Namespace) -> int:
     plugins = Plugins.load()
     config = load_config(args.config, providers=plugins.providers(), rule_functions=plugins.rule_functions())
@@ -197,7 +343,7 @@ def _serve(args: argparse.Namespace) -> int:
     workers = args.workers or server.workers
     if workers > 1:
         return _serve_workers(args, hc, workers)
-    app = create_app(gateway)
+    app = create_app(gateway, args.config)
     # After the config loaded (a bad file exits before any exporter starts); workers set up
     # their own in vmx_server.asgi.
     otel_shutdown = otel.configure()

@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import KEY_SHA
+from tests.fakes.anthropic_upstream import FakeAnthropic
+from tests.fakes.bedrock_upstream import FakeBedrock
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.server import VmxProcess
 
@@ -19,6 +21,22 @@ UPSTREAM_SECRET = "sk-upstream-SECRET-0123456789abcdef"
 @pytest.fixture
 async def upstream() -> AsyncIterator[FakeOpenAI]:
     fake = FakeOpenAI()
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+async def anthropic_upstream() -> AsyncIterator[FakeAnthropic]:
+    fake = FakeAnthropic()
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+async def bedrock_upstream() -> AsyncIterator[FakeBedrock]:
+    fake = FakeBedrock()
     await fake.start()
     yield fake
     await fake.stop()

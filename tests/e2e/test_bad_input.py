@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -16,6 +15,7 @@ import pytest_asyncio
 
 from tests.conftest import KEY
 from tests.e2e.conftest import e2e_config
+from tests.e2e.module_fixtures import servers, upstream  # noqa: F401
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.server import VmxProcess
 from vmx_core.security.apikeys import generate_key, hash_key
@@ -40,30 +40,6 @@ def config(upstream: FakeOpenAI, **limits: Any) -> dict[str, Any]:
     env = cfg["workspaces"]["acme"]["environments"]["prod"]
     env["api_keys"]["narrow"] = {"key_sha256": hash_key(NARROW_KEY), "resources": ["chat"]}
     return cfg
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def upstream() -> AsyncIterator[FakeOpenAI]:
-    fake = FakeOpenAI()
-    await fake.start()
-    yield fake
-    await fake.stop()
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def servers(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Callable[[dict[str, Any]], Awaitable[VmxProcess]]]:
-    """Start gateways (module-wide ``vmx_factory``): all are stopped after the module."""
-    started: list[VmxProcess] = []
-
-    async def start(cfg: dict[str, Any]) -> VmxProcess:
-        proc = VmxProcess(cfg, Path(tmp_path_factory.mktemp("vmx")))
-        await proc.start()
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        await proc.stop()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -399,4 +375,4 @@ async def test_refusals_before_the_pipeline_still_carry_a_request_id_and_a_log_l
         assert resp.status == status
         request_id = resp.headers["x-vmx-request-id"]
     line = await gw.wait_for_output(lambda line: request_id in line)
-    assert f'"status": {status}' in line
+    assert json.loads(line)["status"] == status

@@ -79,12 +79,24 @@ async def test_perplexity_search_options_and_citations_pass_through(fakes: dict[
             assert request["body"][key] == value
 
 
-async def test_responses_endpoint_on_a_chat_only_provider_is_a_clear_400(fakes: dict[str, FakeOpenAI], vmx_factory: Any) -> None:
-    """A chat-only provider behind /responses answers 400 naming the provider, never a silent drop."""
+async def test_responses_endpoint_on_a_chat_only_provider_is_converted(fakes: dict[str, FakeOpenAI], vmx_factory: Any) -> None:
+    """A chat-only provider behind /responses gets a Chat Completions body and the client a Response."""
     vmx = await vmx_factory(family_config(fakes))
     client = openai.AsyncOpenAI(base_url=vmx.base_url(), api_key=KEY, max_retries=0)
-    with pytest.raises(openai.BadRequestError, match="groq"):
-        await client.responses.create(model="groq", input="hi")
+    response = await client.responses.create(model="groq", input="hi", instructions="be brief")
+    await client.close()
+    assert response.output_text == "echo: hi"
+    sent = fakes["groq"].requests[0]
+    assert sent["path"].endswith("/chat/completions")
+    assert sent["body"]["messages"] == [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]
+
+
+async def test_unconvertible_feature_is_a_400_naming_it(fakes: dict[str, FakeOpenAI], vmx_factory: Any) -> None:
+    """A Responses built-in tool cannot reach a chat-only provider: 400 naming the field, nothing sent."""
+    vmx = await vmx_factory(family_config(fakes))
+    client = openai.AsyncOpenAI(base_url=vmx.base_url(), api_key=KEY, max_retries=0)
+    with pytest.raises(openai.BadRequestError, match=r"tools\[0\]\.type=web_search"):
+        await client.responses.create(model="groq", input="hi", tools=[{"type": "web_search"}])
     await client.close()
     assert fakes["groq"].requests == []
 

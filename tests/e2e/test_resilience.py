@@ -7,8 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -19,6 +18,7 @@ import pytest_asyncio
 
 from tests.conftest import KEY
 from tests.e2e.conftest import UPSTREAM_SECRET, e2e_config
+from tests.e2e.module_fixtures import servers, upstream  # noqa: F401
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.server import VmxProcess
 from vmx_core.secrets import mask
@@ -51,30 +51,6 @@ def config(upstream: FakeOpenAI) -> dict[str, Any]:
     env = cfg["workspaces"]["acme"]["environments"]["prod"]
     env["connections"]["mcut"] = {"provider": "mock", "options": {"fail_after_chunks": 4}}
     return cfg
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def upstream() -> AsyncIterator[FakeOpenAI]:
-    fake = FakeOpenAI()
-    await fake.start()
-    yield fake
-    await fake.stop()
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def servers(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Callable[..., Awaitable[VmxProcess]]]:
-    """Start gateways (module-wide ``vmx_factory``): all are stopped after the module."""
-    started: list[VmxProcess] = []
-
-    async def start(cfg: dict[str, Any], env: dict[str, str] | None = None) -> VmxProcess:
-        proc = VmxProcess(cfg, Path(tmp_path_factory.mktemp("vmx")), env)
-        await proc.start()
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        await proc.stop()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -373,6 +349,7 @@ async def test_no_secret_in_any_answer_or_log_line(upstream: FakeOpenAI, servers
             assert all(secret not in value for value in headers.values())
     await vmx.stop()  # flushes everything it logged
     log = vmx.output()
-    assert log.count('"event": "request"') >= len(calls)
+    events = [json.loads(line).get("event") for line in log.splitlines() if line.startswith("{")]
+    assert events.count("request") >= len(calls)
     assert UPSTREAM_SECRET not in log
     assert KEY not in log

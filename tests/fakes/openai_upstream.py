@@ -18,8 +18,17 @@ anything else       a normal answer ("echo: <last user text>")
 ``truncate-early``  a stream cut after its lifecycle frames, before any content
 ``stall-early``     a stream that stalls after its lifecycle frames, before any content
 ``error-first``     a stream whose first event is an error
+``reset``           the connection drops after content (mid-stream, or half-way through a body)
+``bad-json``        a stream frame after content that is not JSON (whole answers: a cut body)
+``bad-sse``         a "stream" that is not server-sent events at all
+``stall-body``      a whole answer that stops half-way through its body
 ``leak-key``        HTTP 401 whose error message quotes the ``Authorization`` header it received
+``usage-P-C``       a normal chat answer whose usage reports P prompt and C completion tokens
 ==================  ==========================================================================
+
+A chat request with ``tools`` whose last message is not a tool result is answered with one
+call of the first tool, ``{"city": "Paris"}``, its arguments streamed in two pieces; after a
+tool result the answer is ``result: <its text>``.
 """
 
 from __future__ import annotations
@@ -32,11 +41,16 @@ from typing import Any
 
 from aiohttp import web
 
+#: The arguments of the fake's tool calls.
+TOOL_ARGUMENTS = '{"city": "Paris"}'
+
 
 def _echo_text(body: dict[str, Any]) -> str:
     items = body.get("messages") or body.get("input") or []
     if isinstance(items, str):
         return f"echo: {items}"
+    if items and isinstance(items[-1], dict) and items[-1].get("role") == "tool":
+        return f"result: {items[-1].get('content')}"
     for item in reversed(items):
         if isinstance(item, dict) and item.get("role") == "user":
             content = item.get("content")
@@ -116,13 +130,27 @@ class FakeOpenAI:
             request.transport.close()
             raise asyncio.CancelledError  # aiohttp drops the handler; the client sees a disconnect
         if model == "hang":
-            try:
-                await asyncio.Event().wait()
-            except asyncio.CancelledError:
-                self.cancelled += 1
-                self.cancelled_event.set()
-                raise
+            await self._wait_forever()
+        if not body.get("stream") and model in ("stall-body", "reset", "bad-json", "bad-sse"):
+            # A whole answer that breaks half-way: headers and half a body, then nothing
+            # (stall) or a dropped connection (reset); garbage for the malformed cases.
+            resp = web.StreamResponse(headers={"content-type": "application/json"})
+            await resp.prepare(request)
+            await resp.write(b'{"id": "chatcmpl-x", "object": "chat.comp')
+            if model == "stall-body":
+                await self._wait_forever()
+            assert request.transport is not None
+            request.transport.close()
+            raise asyncio.CancelledError
         return None
+
+    async def _wait_forever(self) -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            self.cancelled_event.set()
+            raise
 
     # -- chat completions ---------------------------------------------------------------------
 
@@ -135,16 +163,28 @@ class FakeOpenAI:
         cid, created, model = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), body["model"]
         usage = {"prompt_tokens": 11, "completion_tokens": len(text.split()), "total_tokens": 11 + len(text.split()),
                  "prompt_tokens_details": {"cached_tokens": 3}, "completion_tokens_details": {"reasoning_tokens": 0}}
+        if str(model).startswith("usage-"):
+            prompt, completion = (int(n) for n in str(model).split("-")[1:3])
+            usage.update(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
         # Perplexity-style extras: a search option in the request brings citations back.
         extras: dict[str, Any] = {}
         if "search_domain_filter" in body:
             extras = {"citations": [f"https://{d}/page" for d in body["search_domain_filter"]],
                       "search_results": [{"title": d, "url": f"https://{d}/page"} for d in body["search_domain_filter"]]}
+        tools = body.get("tools") or []
+        messages = body.get("messages") or [{}]
+        call = None
+        if tools and messages[-1].get("role") != "tool":
+            call = {"id": f"call_{uuid.uuid4().hex[:12]}", "type": "function",
+                    "function": {"name": tools[0]["function"]["name"], "arguments": TOOL_ARGUMENTS}}
         if not body.get("stream"):
+            message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
+            if call is not None:
+                message = {"role": "assistant", "content": None, "refusal": None, "tool_calls": [call]}
             return web.json_response({
                 "id": cid, "object": "chat.completion", "created": created, "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": None},
-                             "logprobs": None, "finish_reason": "stop"}],
+                "choices": [{"index": 0, "message": message,
+                             "logprobs": None, "finish_reason": "tool_calls" if call else "stop"}],
                 "usage": usage, "system_fingerprint": "fp_fake", **extras,
             })
 
@@ -154,8 +194,16 @@ class FakeOpenAI:
                     "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
 
         frames = [chunk({"role": "assistant", "content": ""})]
-        frames += [chunk({"content": w + " "}) for w in text.split()]
-        frames.append(chunk({}, "stop"))
+        if call is not None:
+            fn = call["function"]
+            frames.append(chunk({"tool_calls": [{"index": 0, "id": call["id"], "type": "function",
+                                                 "function": {"name": fn["name"], "arguments": ""}}]}))
+            frames += [chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
+                       for piece in (TOOL_ARGUMENTS[:9], TOOL_ARGUMENTS[9:])]
+            frames.append(chunk({}, "tool_calls"))
+        else:
+            frames += [chunk({"content": w + " "}) for w in text.split()]
+            frames.append(chunk({}, "stop"))
         opts = body.get("stream_options") or {}
         if opts.get("include_usage"):
             frames.append({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
@@ -225,7 +273,19 @@ class FakeOpenAI:
             await resp.write(f"{kind}data: {json.dumps(payload)}\n\n".encode())
             await resp.write_eof()
             return resp
+        if model == "bad-sse":
+            await resp.write(b"this is not server-sent events\nat all\n\n")
+            await resp.write_eof()
+            return resp
         for i, (event, data) in enumerate(events):
+            if model == "reset" and i >= cut:
+                assert request.transport is not None
+                request.transport.close()  # a connection reset mid-stream, after content
+                raise asyncio.CancelledError
+            if model == "bad-json" and i >= cut:
+                await resp.write(b'data: {"choices": [{"delta": {"content": "bro\n\n')
+                await resp.write_eof()
+                return resp
             if model in ("truncate", "stall") and i >= cut:
                 if model == "stall":
                     try:

@@ -38,8 +38,14 @@ class StorageConfig:
 class EncryptionConfig:
     provider: str = "libsodium"
     key: Secret | None = None
+    #: Older libsodium keys still accepted for reading, while `vmx rotate-key` moves values.
+    previous_keys: list[Secret] = field(factory=list)
     key_id: str | None = None
     region: str | None = None
+    #: A KMS endpoint other than AWS's (a VPC endpoint; a local KMS in tests).
+    endpoint_url: str | None = None
+    #: How long an unwrapped KMS data key stays in memory.
+    data_key_ttl_s: int = 300
 
 
 @frozen
@@ -191,11 +197,58 @@ class EnvironmentConfig:
     resources: dict[str, ResourceConfig] = field(factory=dict)
     api_keys: dict[str, ApiKeyConfig] = field(factory=dict)
     pools: list[PoolConfig] = field(factory=list)
+    description: str | None = None
 
 
 @frozen
 class WorkspaceConfig:
     environments: dict[str, EnvironmentConfig] = field(factory=dict)
+    description: str | None = None
+
+
+@frozen
+class PolicyStatement:
+    """One statement of a role policy (DESIGN §12): anchored globs, deny overrides allow."""
+
+    effect: Literal["allow", "deny"]
+    actions: list[str] = field(factory=list)
+    resources: list[str] = field(factory=list)
+
+
+@frozen
+class RoleConfig:
+    statements: list[PolicyStatement] = field(factory=list)
+    description: str | None = None
+
+
+@frozen
+class UserConfig:
+    """Role assignments of one identity (an OIDC ``sub`` or ``email``)."""
+
+    roles: list[str] = field(factory=list)
+    #: Workspaces the user is a member of; when set, the user is limited to them.
+    workspaces: list[str] | None = None
+    description: str | None = None
+
+
+@frozen
+class OidcConfig:
+    issuer: str
+    audience: str
+    #: Default: discovered from ``{issuer}/.well-known/openid-configuration``.
+    jwks_uri: str | None = None
+    #: Dotted path of the claim holding role names (``realm_access.roles`` on Keycloak).
+    roles_claim: str = "roles"
+    #: Roles every valid token gets, on top of its claim and its /v1/user assignment.
+    default_roles: list[str] = field(factory=list)
+    algorithms: list[str] = field(factory=lambda: ["RS256", "ES256", "PS256", "EdDSA"])
+    jwks_cache_s: int = 300
+    leeway_s: int = 30
+
+
+@frozen
+class ManagementConfig:
+    oidc: OidcConfig | None = None
 
 
 @frozen
@@ -207,4 +260,7 @@ class VmxConfig:
     audit: AuditConfig = field(factory=AuditConfig)
     capacity: CapacitySettings = field(factory=CapacitySettings)
     telemetry: TelemetryConfig = field(factory=TelemetryConfig)
+    management: ManagementConfig = field(factory=ManagementConfig)
+    roles: dict[str, RoleConfig] = field(factory=dict)
+    users: dict[str, UserConfig] = field(factory=dict)
     workspaces: dict[str, WorkspaceConfig] = field(factory=dict)

@@ -17,15 +17,15 @@ from vmx_core.config.models import (
     RoutingRule,
     VmxConfig,
 )
-from vmx_core.errors import ConfigError
+from vmx_core.errors import ConfigError, CredentialError
 from vmx_core.providers import Provider
+from vmx_core.security.ciphers import is_encrypted, parse
 
 if TYPE_CHECKING:
     from vmx_core.routing.rules import RuleFunctions
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-ENCRYPTED_PREFIX = "vmx:enc:v1:"
 
 #: What ``allow_overrides`` may grant (DESIGN §4).  Connections and capacity never are.
 OVERRIDABLE = frozenset(
@@ -50,6 +50,8 @@ def validate(
         errors.append(("$.server.port", "must be between 1 and 65535"))
     if config.server.workers < 1:
         errors.append(("$.server.workers", "must be at least 1"))
+    if config.encryption is not None and config.encryption.data_key_ttl_s < 1:
+        errors.append(("$.encryption.data_key_ttl_s", "must be at least 1"))
     if config.audit.queue_size < 1:
         errors.append(("$.audit.queue_size", "must be at least 1"))
     if config.audit.batch_size < 1:
@@ -67,6 +69,7 @@ def validate(
             errors.append((f"$.audit.redact_paths[{i}]", str(exc)))
     if not config.storage.audit.startswith(("sqlite://", "postgresql://", "postgres://", "none")) and "://" not in config.storage.audit:
         errors.append(("$.storage.audit", "must be sqlite:///PATH, postgresql://..., a plugin's URI or none"))
+    _check_access(config, errors)
     for ws_name, ws in config.workspaces.items():
         _check_name(ws_name, f"$.workspaces.{ws_name}", errors)
         for env_name, env in ws.environments.items():
@@ -99,6 +102,41 @@ def _compile_all_rules(config: VmxConfig, rule_functions: RuleFunctions | None) 
     return errors
 
 
+def _check_access(config: VmxConfig, errors: Errors) -> None:
+    from vmx_core.security.policies import SEEDED_ROLES
+
+    for name, role in config.roles.items():
+        _check_name(name, f"$.roles.{name}", errors)
+        if name in SEEDED_ROLES:
+            errors.append((f"$.roles.{name}", f"{name!r} is a built-in role and cannot be redefined"))
+        for i, st in enumerate(role.statements):
+            if not st.actions:
+                errors.append((f"$.roles.{name}.statements[{i}].actions", "must not be empty"))
+            if not st.resources:
+                errors.append((f"$.roles.{name}.statements[{i}].resources", "must not be empty"))
+    known = set(config.roles) | set(SEEDED_ROLES)
+    for user, ucfg in config.users.items():
+        if not user or len(user) > 320 or any(c in user for c in "/\\\r\n\x00"):
+            errors.append((f"$.users.{user}", "a user id is an OIDC sub or email (no '/', at most 320 characters)"))
+        for i, role_name in enumerate(ucfg.roles):
+            if role_name not in known:
+                errors.append((f"$.users.{user}.roles[{i}]", f"unknown role {role_name!r}"))
+        for i, ws in enumerate(ucfg.workspaces or []):
+            if ws not in config.workspaces:
+                errors.append((f"$.users.{user}.workspaces[{i}]", f"unknown workspace {ws!r}"))
+    oidc = config.management.oidc
+    if oidc is not None:
+        if not oidc.issuer.startswith(("https://", "http://")):
+            errors.append(("$.management.oidc.issuer", "must be an http(s) URL"))
+        for i, alg in enumerate(oidc.algorithms):
+            if alg.lower() == "none" or alg.startswith("HS"):
+                # Symmetric algorithms would let anyone holding the public JWKS forge tokens.
+                errors.append((f"$.management.oidc.algorithms[{i}]", f"{alg!r} is not allowed (asymmetric only)"))
+        for i, role_name in enumerate(oidc.default_roles):
+            if role_name not in known:
+                errors.append((f"$.management.oidc.default_roles[{i}]", f"unknown role {role_name!r}"))
+
+
 def _check_name(name: str, path: str, errors: Errors) -> None:
     if not _NAME.match(name):
         errors.append((path, f"{name!r} is not a valid name (letters, digits, '.', '_', '-')"))
@@ -112,12 +150,13 @@ def _check_environment(
         _check_name(name, cpath, errors)
         _check_limits(conn.capacity, f"{cpath}.capacity", errors)
         for cred_name, secret in conn.credentials.items():
-            if secret.reveal().startswith(ENCRYPTED_PREFIX):
-                # Never send a ciphertext upstream as if it were the key.
-                cipher = secret.reveal()[len(ENCRYPTED_PREFIX) :].split(":", 1)[0]
-                errors.append(
-                    (f"{cpath}.credentials.{cred_name}", f"no credential cipher {cipher!r} is installed to decrypt this value")
-                )
+            if is_encrypted(secret.reveal()):
+                # Decrypted when the gateway starts; here only the shape is checked, so that
+                # `vmx check` without the key still finds a value mangled by copy and paste.
+                try:
+                    parse(secret.reveal())
+                except CredentialError as exc:
+                    errors.append((f"{cpath}.credentials.{cred_name}", str(exc)))
         if providers is None:
             continue
         provider = providers.get(conn.provider)

@@ -10,20 +10,27 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from vmx_core.audit.payload import PayloadCapture
 from vmx_core.config.models import ModelRef
 from vmx_core.errors import ConfigError, InvalidRequest, UpstreamProtocolError
+from vmx_core.pipeline import gate as gate_stage
 from vmx_core.pipeline.context import RequestContext
+from vmx_core.pipeline.convert import STAGE as CONVERSION
+from vmx_core.pipeline.convert import ConvertedStream
 from vmx_core.pipeline.execute import first_event, run_legs, wants_stream_usage
 from vmx_core.pipeline.resolve import resolve
 from vmx_core.pipeline.stream import relay
-from vmx_core.providers import UpstreamCall
+from vmx_core.providers import UpstreamCall, UpstreamStream
 from vmx_core.reply import Completion, Reply, StreamingCompletion
 from vmx_core.routing.functions import RuleContext
 from vmx_core.routing.legs import plan_legs
 from vmx_core.routing.rules import RuleSet
 from vmx_core.routing.variables import rule_variables
 from vmx_core.runtime import Connection, Runtime
+from vmx_core.tokens import estimate_request
+from vmx_core.wire.convert import EMIT_RESPONSE, PARSE_RESPONSE, StreamConverter
 from vmx_core.wire.formats import Format
 from vmx_core.wire.streams import StreamWatcher, usage_from_body
 
@@ -50,7 +57,8 @@ async def run(rt: Runtime, ctx: RequestContext, finish: Finish) -> Reply:
     ctx.timings.mark("routing", t)
     if ctx.stream:
         return await _stream(rt, ctx, legs, finish)
-    reply = await run_legs(ctx, legs, _send, rt.breaker)
+    reply = await run_legs(ctx, legs, _send, rt.breaker, rt.gate)
+    await gate_stage.settle(rt.gate, ctx)
     ctx.timings.mark("respond", time.perf_counter())
     ctx.status = 200
     completion = Completion(status=200, headers=ctx.headers(), body=reply)
@@ -76,7 +84,7 @@ async def route(rt: Runtime, ctx: RequestContext) -> ModelRef | None:
     variables = rule_variables(
         ctx.request.format, ctx.body, ctx.envelope.metadata, ctx.key.name if ctx.key else None
     )
-    context = RuleContext(tenant.workspace, tenant.environment, resource.model.connection, rt.health)
+    context = RuleContext(tenant.workspace, tenant.environment, resource.model.connection, rt.health, rt.gate)
     decision = await rules.route(variables, rt.functions, context, ctx.envelope.correlation_id)
     ctx.routing_rule = decision.rule
     return decision.ref
@@ -88,10 +96,21 @@ async def _send(ctx: RequestContext, conn: Connection, call: UpstreamCall) -> by
     reply = await conn.client.send(call)
     if not isinstance(reply.json, dict):
         raise UpstreamProtocolError("the upstream answered a body that is not a JSON object")
-    ctx.usage = usage_from_body(call.format, reply.json)
-    if ctx.capture is not None:
-        ctx.capture.response = reply.body
-    return reply.body
+    if call.dialect is None and call.format is ctx.request.format:
+        ctx.usage = usage_from_body(call.format, reply.json)
+        if ctx.capture is not None:
+            ctx.capture.response = reply.body
+        return reply.body
+    started = time.perf_counter()
+    try:
+        answer = PARSE_RESPONSE[call.dialect or call.format](reply.json)
+        ctx.usage = answer.usage
+        body = orjson.dumps(EMIT_RESPONSE[ctx.request.format](answer))
+    finally:
+        ctx.timings.mark(CONVERSION, started)
+    if ctx.capture is not None:  # what the client receives: the converted answer
+        ctx.capture.response = body
+    return body
 
 
 async def _stream(rt: Runtime, ctx: RequestContext, legs: list[Any], finish: Finish) -> StreamingCompletion:
@@ -101,15 +120,22 @@ async def _stream(rt: Runtime, ctx: RequestContext, legs: list[Any], finish: Fin
     idle = ctx.resource.stream_idle_timeout_ms / 1000
 
     async def attempt(ctx: RequestContext, conn: Connection, call: UpstreamCall) -> StreamingCompletion:
+        converting = call.format is not fmt or call.dialect is not None
         strip = False
-        if fmt is Format.CHAT_COMPLETIONS and not client_wants_usage and getattr(conn.provider, "stream_usage", False):
-            # Usage is always captured: ask for it, and hide the extra chunk from the client.
+        if call.dialect is None and call.format is Format.CHAT_COMPLETIONS and getattr(conn.provider, "stream_usage", False):
+            # Usage is always captured: ask for it, and hide the extra chunk from a client
+            # that did not ask (a converted stream ends with one whenever usage is known).
             opts = call.body.get("stream_options")
             call.body["stream_options"] = {**(opts if isinstance(opts, dict) else {}), "include_usage": True}
-            strip = True
+        if fmt is Format.CHAT_COMPLETIONS and not client_wants_usage:
+            strip = converting or getattr(conn.provider, "stream_usage", False)
         if ctx.capture is not None:
             ctx.capture.upstream = call.body
-        upstream = await conn.client.open_stream(call)
+        upstream: UpstreamStream = await conn.client.open_stream(call)
+        if converting:
+            # Anthropic's message_start announces input usage before any upstream reports it.
+            estimate = estimate_request(call.body) if fmt is Format.ANTHROPIC else None
+            upstream = ConvertedStream(upstream, StreamConverter(call.dialect or call.format, fmt, estimate), ctx.timings)
         events = aiter(upstream)
         watcher = StreamWatcher(fmt, strip_usage_chunk=strip)
         # Hold lifecycle frames back until the first content: until then nothing has reached
@@ -129,9 +155,12 @@ async def _stream(rt: Runtime, ctx: RequestContext, legs: list[Any], finish: Fin
             await upstream.aclose()
             raise
         ctx.timings.ttft_ms = ctx.timings.elapsed_ms()
-        frames = relay(ctx, upstream, events, held, watcher, idle, finish)
+        frames = relay(ctx, upstream, events, held, watcher, idle, finish, settle)
         return StreamingCompletion(status=200, headers={}, frames=frames)
 
-    reply = await run_legs(ctx, legs, attempt, rt.breaker)
+    async def settle(ctx: RequestContext) -> None:
+        await gate_stage.settle(rt.gate, ctx)
+
+    reply = await run_legs(ctx, legs, attempt, rt.breaker, rt.gate)
     reply.headers = ctx.headers()
     return reply

@@ -53,6 +53,12 @@ class RequestContext:
     telemetry: Telemetry = field(factory=default_telemetry)
     #: The ``vmx.request`` span, ended when the request finishes.
     span: Span | None = None
+    #: The current leg's capacity ticket (vmx_core.capacity.gate.Ticket), until settled.
+    capacity: Any = None
+    #: Input estimate + maximum output, computed once when a token limit needs it.
+    reserved_tokens: int | None = None
+    #: x-ratelimit-* headers of the tightest limit (DESIGN §5).
+    ratelimit: dict[str, str] = field(factory=dict)
 
     def remaining(self) -> float:
         return self.deadline - time.perf_counter()
@@ -76,6 +82,7 @@ class RequestContext:
         if self.routing_rule:
             h["x-vmx-routing-rule"] = self.routing_rule
         h["x-vmx-overhead-ms"] = f"{self.timings.overhead_ms():.3f}"
+        h.update(self.ratelimit)
         return h
 
     def audit_record(self) -> AuditRecord:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from vmx_core.errors import ProviderError, UpstreamFailed, UpstreamStalledError
 from vmx_core.pipeline.context import RequestContext
@@ -30,31 +30,52 @@ async def relay(
     watcher: StreamWatcher,
     idle: float,
     finish: Callable[[RequestContext], None],
+    settle: Callable[[RequestContext], Awaitable[None]] | None = None,
 ) -> AsyncIterator[bytes]:
     ctx.status = CLIENT_CLOSED
     fmt = ctx.request.format
     capture = ctx.capture
+    timings = ctx.timings
+    # Frames that arrived in one upstream read leave in one write: the same bytes, and one ASGI
+    # message per frame costs more than the relay itself.  ``ready`` (how many parsed events
+    # wait behind this one) is optional on an upstream stream; without it every frame flushes.
+    # The payload capture records each frame as its write is handed out.
+    batch: list[bytes] = list(held)
     try:
-        for frame in held:
-            if capture is not None:
-                capture.frame(frame)
-            yield frame
         while not watcher.terminal:
-            wait = min(idle, ctx.remaining())
+            if batch and getattr(upstream, "ready", 0) == 0:
+                # Suspended at the yield while the server writes and the client reads: that
+                # wait is the client's, not gateway overhead.
+                if capture is not None:
+                    for frame in batch:
+                        capture.frame(frame)
+                handed = time.perf_counter()
+                out, batch = b"".join(batch), []
+                yield out
+                timings.downstream_ms += (time.perf_counter() - handed) * 1000
             started = time.perf_counter()
             try:
-                async with asyncio.timeout(max(wait, 0.0)):
-                    ev = await anext(events)
+                if getattr(upstream, "ready", 0) > 0:
+                    ev = await anext(events)  # already parsed: no wait to time out
+                else:
+                    wait = min(idle, ctx.remaining())
+                    try:
+                        async with asyncio.timeout(max(wait, 0.0)):
+                            ev = await anext(events)
+                    except TimeoutError:
+                        raise UpstreamStalledError(f"the stream stalled for {wait * 1000:.0f} ms") from None
             except StopAsyncIteration:
                 break
-            except TimeoutError:
-                raise UpstreamStalledError(f"the stream stalled for {wait * 1000:.0f} ms") from None
             finally:
-                ctx.timings.upstream_ms += (time.perf_counter() - started) * 1000
+                timings.upstream_ms += (time.perf_counter() - started) * 1000
             if watcher.observe(ev):
-                if capture is not None:
-                    capture.frame(ev.raw)
-                yield ev.raw
+                batch.append(ev.raw)
+        if batch:
+            if capture is not None:
+                for frame in batch:
+                    capture.frame(frame)
+            out, batch = b"".join(batch), []
+            yield out
         if not watcher.terminal:
             raise ProviderError("the upstream stream ended before its final event (truncated)")
         ctx.status = 502 if watcher.failed else 200
@@ -63,13 +84,18 @@ async def relay(
     except ProviderError as exc:
         err = UpstreamFailed(f"upstream stream failed after the first byte: {exc.message}")
         ctx.status, ctx.error = 502, err
+        # What was relayed before the failure still goes out, then the in-band error.
         frame = stream_error_frame(err, fmt, watcher.events)
         if capture is not None:
+            for pending in batch:
+                capture.frame(pending)
             capture.frame(frame)
-        yield frame
+        yield b"".join([*batch, frame])
     finally:
         ctx.usage = watcher.usage or ctx.usage
         # Shielded: the client may have gone away (cancellation), and the upstream
         # connection must still be released and the audit record still written.
         await asyncio.shield(upstream.aclose())
+        if settle is not None:  # capacity: reconcile the reservation to the stream's usage
+            await asyncio.shield(settle(ctx))
         finish(ctx)

@@ -88,9 +88,21 @@ class Compiled:
     fallback: bool
 
 
-def compile_expression(expression: str, functions: Mapping[str, Callable[..., Any]], async_names: frozenset[str]) -> Compiled:
+#: What the variables look like, for compile-time checks: root -> {field: type}, or "map" for a
+#: map with any keys and string values (metadata).  Types: "num", "string", "bool", "any".
+Schema = Mapping[str, "Mapping[str, str] | str"]
+
+
+def compile_expression(
+    expression: str,
+    functions: Mapping[str, Callable[..., Any]],
+    async_names: frozenset[str],
+    schema: Schema | None = None,
+) -> Compiled:
+    """Compile ``expression``.  With a ``schema``, an unknown variable or field and a
+    comparison between incompatible types (``tokens.input > "8000"``) are compile errors."""
     tree = parse(expression)
-    builder = _Builder(functions, async_names)
+    builder = _Builder(functions, async_names, schema)
     try:
         fn = builder.expr(tree)
         return Compiled(fn, frozenset(builder.names), tuple(builder.calls), False)
@@ -145,9 +157,16 @@ _METHODS = {name: str_method(name) for name in ("contains", "startsWith", "endsW
 
 
 class _Builder:
-    def __init__(self, functions: Mapping[str, Callable[..., Any]], async_names: frozenset[str]) -> None:
+    def __init__(
+        self, functions: Mapping[str, Callable[..., Any]], async_names: frozenset[str], schema: Schema | None = None
+    ) -> None:
         self.functions = functions
         self.async_names = async_names
+        self.schema = schema
+        #: Static types of closures, by id: what the compile-time type check knows.
+        self.types: dict[int, str] = {}
+        #: Closures that read a schema root directly, by id -> root name.
+        self.roots: dict[int, str] = {}
         self.names: set[str] = set()
         self.calls: list[CallSite] = []
         self.bound: list[str] = []
@@ -196,6 +215,9 @@ class _Builder:
             return self.node(ch[-1])
         op_node, right_node = ch
         left, right = self.node(op_node.children[0]), self.node(right_node)
+        lt, rt = self.types.get(id(left), "any"), self.types.get(id(right), "any")
+        if op_node.data != "relation_in" and "any" not in (lt, rt) and lt != rt:
+            raise CompileError(f"type error: cannot compare {lt} with {rt}")
         op: Callable[[Any, Any], bool] = {
             "relation_lt": order("<"), "relation_le": order("<="), "relation_gt": order(">"),
             "relation_ge": order(">="), "relation_eq": eq, "relation_ne": lambda a, b: not eq(a, b),
@@ -251,7 +273,11 @@ class _Builder:
 
     def n_literal(self, ch: Sequence[Any]) -> Fn:
         value = _literal(ch[0])
-        return lambda v: value
+        fn: Fn = lambda v: value  # noqa: E731
+        kind = "bool" if isinstance(value, bool) else "num" if is_num(value) else "string" if isinstance(value, str) else None
+        if kind is not None:
+            self.types[id(fn)] = kind
+        return fn
 
     def n_list_lit(self, ch: Sequence[Any]) -> Fn:
         items = [self.node(c) for c in (ch[0].children if ch and ch[0] is not None else [])]
@@ -266,6 +292,8 @@ class _Builder:
         name = str(ch[0])
         if name in self.bound:
             return lambda v: v[name]
+        if self.schema is not None and name not in self.schema:
+            raise CompileError(f"undeclared reference to {name!r} (variables: {', '.join(sorted(self.schema))})")
         self.names.add(name)
 
         def ident(v: Vars) -> Value:
@@ -274,11 +302,22 @@ class _Builder:
             except KeyError:
                 raise EvalError(f"undeclared reference to {name!r}") from None
 
+        self.roots[id(ident)] = name
         return ident
 
     def n_member_dot(self, ch: Sequence[Any]) -> Fn:
         target, field = self.node(ch[0]), str(ch[1])
-        return lambda v: get(target(v), field)
+        fn: Fn = lambda v: get(target(v), field)  # noqa: E731
+        root = self.roots.get(id(target))
+        if root is not None and self.schema is not None:
+            spec = self.schema[root]
+            if spec == "map":
+                self.types[id(fn)] = "string"
+            elif isinstance(spec, Mapping):
+                if field not in spec:
+                    raise CompileError(f"{root} has no field {field!r} (fields: {', '.join(sorted(spec))})")
+                self.types[id(fn)] = spec[field]
+        return fn
 
     def n_member_index(self, ch: Sequence[Any]) -> Fn:
         target, key = self.node(ch[0]), self.node(ch[1])

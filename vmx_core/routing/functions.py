@@ -20,6 +20,8 @@ class RuleContext:
     #: The resource's primary connection: the default subject of error_rate().
     connection: str
     health: ConnectionHealth
+    #: The capacity gate (vmx_core.capacity.gate.Gate): the source of capacity_usage().
+    capacity: Any = None
 
 
 async def error_rate(ctx: RuleContext, window_minutes: Any = 10, connection: Any = None) -> float:
@@ -30,6 +32,36 @@ async def error_rate(ctx: RuleContext, window_minutes: Any = 10, connection: Any
     return ctx.health.error_rate((ctx.workspace, ctx.environment, name), float(window_minutes))
 
 
+async def capacity_usage(ctx: RuleContext, period: Any = "minute") -> dict[str, Any]:
+    """How much of the primary connection's ``period`` limits is used, from the capacity
+    store: ``{requests_percent, tokens_percent, remaining_requests, remaining_tokens}``.  With
+    several limits of that period the fullest one is reported; a dimension-split limit has no
+    single value and is left out; a missing limit reads 0 % and ``null`` remaining."""
+    from vmx_core.capacity.gate import Subject
+    from vmx_core.capacity.window import PERIOD_SECONDS
+
+    if not isinstance(period, str) or period not in PERIOD_SECONDS:
+        raise EvalError("capacity_usage(period): one of " + ", ".join(PERIOD_SECONDS))
+    out: dict[str, Any] = {
+        "requests_percent": 0.0, "tokens_percent": 0.0, "remaining_requests": None, "remaining_tokens": None
+    }
+    if ctx.capacity is None:
+        return out
+    subject = Subject(ctx.workspace, ctx.environment, ctx.connection, "", None, None, {})
+    limits, counts = await ctx.capacity.usage(subject, period)
+    for lim, used in zip(limits, counts, strict=True):
+        if lim.config.dimension is not None:
+            continue
+        for kind, cap, n in (("requests", lim.config.requests, used.requests), ("tokens", lim.config.tokens, used.tokens)):
+            if cap is None:
+                continue
+            percent = 100.0 * n / cap if cap else 100.0
+            if percent >= out[f"{kind}_percent"]:
+                out[f"{kind}_percent"] = percent
+                out[f"remaining_{kind}"] = max(0, cap - n)
+    return out
+
+
 @hookimpl
 def vmx_register_rule_functions() -> dict[str, Any]:
-    return {"error_rate": error_rate}
+    return {"error_rate": error_rate, "capacity_usage": capacity_usage}

@@ -22,6 +22,7 @@ from vmx_core.errors import BlockedByRouting, ConfigError
 from vmx_core.routing.cel import PREFETCHED, CallSite, CompileError, Fn, compile_expression
 from vmx_core.routing.structured import compile_structured
 from vmx_core.routing.values import EvalError
+from vmx_core.routing.variables import SCHEMA
 
 log = structlog.get_logger("vmx.routing")
 
@@ -130,10 +131,10 @@ def _compile_rule(rule: RoutingRule, functions: RuleFunctions, path: str) -> Com
     condition: Fn | None = None
     calls: tuple[CallSite, ...] = ()
     if isinstance(rule.when, str):
-        compiled = compile_expression(rule.when, functions.sync, frozenset(functions.async_))
+        compiled = compile_expression(rule.when, functions.sync, frozenset(functions.async_), SCHEMA)
         condition, calls = compiled.fn, compiled.calls
     elif rule.when is not None:
-        condition, _ = compile_structured(rule.when, "when")
+        condition, _ = compile_structured(rule.when, "when", SCHEMA)
     split: list[tuple[float, ModelRef]] = []
     cumulative = 0.0
     for choice in rule.split or []:

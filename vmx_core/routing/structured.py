@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from vmx_core.routing.cel import CompileError, Fn, Vars
+from vmx_core.routing.cel import CompileError, Fn, Schema, Vars
 from vmx_core.routing.values import EvalError, eq, in_, order
 
 OPS = frozenset(
@@ -22,14 +22,15 @@ OPS = frozenset(
 _MISSING = object()
 
 
-def compile_structured(tree: Any, path: str = "when") -> tuple[Fn, frozenset[str]]:
-    """Compile a condition tree; returns the closure and the top-level variables it reads."""
+def compile_structured(tree: Any, path: str = "when", schema: Schema | None = None) -> tuple[Fn, frozenset[str]]:
+    """Compile a condition tree; returns the closure and the top-level variables it reads.
+    With a ``schema``, a field that no variable has is a compile error."""
     names: set[str] = set()
-    fn = _node(tree, path, names)
+    fn = _node(tree, path, names, schema)
     return fn, frozenset(names)
 
 
-def _node(node: Any, path: str, names: set[str]) -> Fn:
+def _node(node: Any, path: str, names: set[str], schema: Schema | None) -> Fn:
     if not isinstance(node, Mapping):
         raise CompileError(f"{path}: a condition must be an object")
     if "all" in node or "any" in node:
@@ -39,9 +40,9 @@ def _node(node: Any, path: str, names: set[str]) -> Fn:
         items = node[kind]
         if not isinstance(items, list) or not items:
             raise CompileError(f"{path}.{kind}: must be a non-empty list")
-        parts = [_node(item, f"{path}.{kind}[{i}]", names) for i, item in enumerate(items)]
+        parts = [_node(item, f"{path}.{kind}[{i}]", names, schema) for i, item in enumerate(items)]
         return _group(parts, kind == "all")
-    return _leaf(node, path, names)
+    return _leaf(node, path, names, schema)
 
 
 def _group(parts: list[Fn], every: bool) -> Fn:
@@ -62,7 +63,7 @@ def _group(parts: list[Fn], every: bool) -> Fn:
     return group
 
 
-def _leaf(node: Mapping[str, Any], path: str, names: set[str]) -> Fn:
+def _leaf(node: Mapping[str, Any], path: str, names: set[str], schema: Schema | None) -> Fn:
     unknown = set(node) - {"field", "op", "value"}
     if unknown:
         raise CompileError(f"{path}: unknown key {sorted(unknown)[0]!r}")
@@ -76,6 +77,12 @@ def _leaf(node: Mapping[str, Any], path: str, names: set[str]) -> Fn:
     value = node.get("value")
     keys = field.split(".")
     names.add(keys[0])
+    if schema is not None:
+        spec = schema.get(keys[0])
+        if spec is None:
+            raise CompileError(f"{path}.field: unknown variable {keys[0]!r} (variables: {', '.join(sorted(schema))})")
+        if isinstance(spec, Mapping) and (len(keys) != 2 or keys[1] not in spec):
+            raise CompileError(f"{path}.field: {field!r} is not a field of {keys[0]} (fields: {', '.join(sorted(spec))})")
 
     def get(v: Vars) -> Any:
         current: Any = v

@@ -12,6 +12,20 @@ from vmx_core.wire.formats import Format
 
 _IMAGE_PARTS = frozenset({"image_url", "input_image", "image"})
 
+#: The variables' shapes, for compile-time checks of rules (see ``cel.compile_expression``):
+#: a typo such as ``tokens.inputs`` or ``tokens.input > "8000"`` fails ``vmx check``.
+SCHEMA: dict[str, dict[str, str] | str] = {
+    "tokens": {"input": "num"},
+    "request": {
+        "format": "string", "model": "string", "stream": "bool", "max_tokens": "any",
+        "tools_count": "num", "messages_count": "num", "last_message": "string",
+        "all_messages_content": "string", "has_images": "bool",
+    },
+    "metadata": "map",
+    "api_key": {"name": "string"},
+    "now": {"hour": "num", "weekday": "num"},
+}
+
 
 class Lazy(Mapping[str, Any]):
     """A read-only map whose values are computed on first access and then cached."""

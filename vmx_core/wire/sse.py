@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterable, AsyncIterator
 
+import orjson
 from attrs import frozen
 
 
@@ -92,3 +93,9 @@ async def parse_stream(chunks: AsyncIterable[bytes]) -> AsyncIterator[SSEEvent]:
     async for chunk in chunks:
         for ev in parser.feed(chunk):
             yield ev
+
+
+def json_event(payload: object, event: str | None = None) -> SSEEvent:
+    """An event the gateway itself produces (a converted stream), with its raw frame."""
+    data = orjson.dumps(payload)
+    return SSEEvent(event=event, data=data.decode(), raw=encode(data, event))

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 from attrs import define
 
+from vmx_core.errors import UpstreamProtocolError
 from vmx_core.wire import usage as usage_mod
 from vmx_core.wire.formats import Format
 from vmx_core.wire.sse import SSEEvent
@@ -52,95 +53,78 @@ class StreamWatcher:
     content_started: bool = False
 
     def observe(self, ev: SSEEvent) -> bool:
-        """Record ``ev``; return whether it should be forwarded to the client."""
-        self.events += 1
-        if self.format is Format.CHAT_COMPLETIONS:
-            return self._chat(ev)
-        if self.format is Format.RESPONSES:
-            return self._responses(ev)
-        return self._anthropic(ev)
+        """Record ``ev``; return whether it should be forwarded to the client.
 
-    def _chat(self, ev: SSEEvent) -> bool:
-        if ev.is_done:
+        Every event is parsed once: a frame that is not JSON is the upstream's failure
+        (:class:`UpstreamProtocolError`), never garbage handed to the client's SDK.
+        """
+        self.events += 1
+        if self.format is Format.CHAT_COMPLETIONS and ev.is_done:
             self.terminal = True
             return True
-        if not self.content_started:
-            data = _loads(ev.data)
-            if isinstance(data, dict) and "error" in data and "choices" not in data:
-                self.failed = _message(data.get("error")) or "error"
-                return True
-            if _chat_has_content(data):
-                self.content_started = True
-        # Parsing every chunk costs more than the relay itself; only a few carry what we need.
-        if '"usage"' in ev.data or '"error"' in ev.data:
-            data = _loads(ev.data)
-            if isinstance(data, dict):
-                if "error" in data and "choices" not in data:
-                    self.failed = _message(data.get("error"))
-                    return True
-                u = usage_mod.from_chat(data.get("usage"))
-                if u is not None:
-                    self.usage = u
-                    if self.strip_usage_chunk and not data.get("choices"):
-                        return False
+        try:
+            data = orjson.loads(ev.data)
+        except orjson.JSONDecodeError:
+            raise UpstreamProtocolError(f"the upstream sent a malformed stream event (event {self.events} is not JSON)") from None
+        if not isinstance(data, dict):
+            raise UpstreamProtocolError(f"the upstream sent a malformed stream event (event {self.events} is not an object)")
+        if self.format is Format.CHAT_COMPLETIONS:
+            return self._chat(data)
+        if self.format is Format.RESPONSES:
+            return self._responses(ev.event or data.get("type"), data)
+        return self._anthropic(ev.event or data.get("type"), data)
+
+    def _chat(self, data: dict[str, Any]) -> bool:
+        if "error" in data and "choices" not in data:
+            self.failed = _message(data.get("error")) or "error"
+            return True
+        if not self.content_started and _chat_has_content(data):
+            self.content_started = True
+        u = usage_mod.from_chat(data.get("usage"))
+        if u is not None:
+            self.usage = u
+            if self.strip_usage_chunk and not data.get("choices"):
+                return False
         return True
 
-    def _responses(self, ev: SSEEvent) -> bool:
-        kind = ev.event
-        if not self.content_started:
-            data = _loads(ev.data) if kind is None else None
-            if (kind or (data.get("type") if isinstance(data, dict) else None)) not in _RESPONSES_LIFECYCLE:
-                self.content_started = True
-        if kind in _RESPONSES_TERMINAL or kind == "error" or kind is None:
-            data = _loads(ev.data)
-            if isinstance(data, dict):
-                kind = kind or data.get("type")
-                response = data.get("response")
-                if isinstance(response, dict):
-                    u = usage_mod.from_responses(response.get("usage"))
-                    if u is not None:
-                        self.usage = u
-                if kind == "error":
-                    self.failed = _message(data) or "error"
-                elif kind == "response.failed":
-                    err = response.get("error") if isinstance(response, dict) else None
-                    self.failed = _message(err) or "response.failed"
+    def _responses(self, kind: Any, data: dict[str, Any]) -> bool:
+        if not self.content_started and kind not in _RESPONSES_LIFECYCLE:
+            self.content_started = True
+        response = data.get("response")
+        if isinstance(response, dict):
+            u = usage_mod.from_responses(response.get("usage"))
+            if u is not None:
+                self.usage = u
+        if kind == "error":
+            self.failed = _message(data) or "error"
+        elif kind == "response.failed":
+            err = response.get("error") if isinstance(response, dict) else None
+            self.failed = _message(err) or "response.failed"
         if kind in _RESPONSES_TERMINAL:
             self.terminal = True
         return True
 
-    def _anthropic(self, ev: SSEEvent) -> bool:
-        kind = ev.event
+    def _anthropic(self, kind: Any, data: dict[str, Any]) -> bool:
         if kind not in _ANTHROPIC_LIFECYCLE:
             self.content_started = True
-        if kind in ("message_start", "message_delta", "error"):
-            data = _loads(ev.data)
-            if isinstance(data, dict):
-                if kind == "message_start":
-                    message = data.get("message") or {}
-                    self.usage = usage_mod.from_anthropic(message.get("usage"))
-                elif kind == "message_delta":
-                    out = usage_mod.from_anthropic(data.get("usage"))
-                    if out is not None:
-                        base = self.usage or Usage()
-                        self.usage = Usage(
-                            prompt_tokens=base.prompt_tokens or out.prompt_tokens,
-                            completion_tokens=out.completion_tokens,
-                            cached_tokens=base.cached_tokens or out.cached_tokens,
-                            cache_creation_tokens=base.cache_creation_tokens or out.cache_creation_tokens,
-                        )
-                else:
-                    self.failed = _message(data.get("error")) or "error"
+        if kind == "message_start":
+            message = data.get("message") or {}
+            self.usage = usage_mod.from_anthropic(message.get("usage") if isinstance(message, dict) else None)
+        elif kind == "message_delta":
+            out = usage_mod.from_anthropic(data.get("usage"))
+            if out is not None:
+                base = self.usage or Usage()
+                self.usage = Usage(
+                    prompt_tokens=base.prompt_tokens or out.prompt_tokens,
+                    completion_tokens=out.completion_tokens,
+                    cached_tokens=base.cached_tokens or out.cached_tokens,
+                    cache_creation_tokens=base.cache_creation_tokens or out.cache_creation_tokens,
+                )
+        elif kind == "error":
+            self.failed = _message(data.get("error")) or "error"
         elif kind == "message_stop":
             self.terminal = True
         return True
-
-
-def _loads(data: str) -> Any:
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return None
 
 
 def _message(err: Any) -> str | None:

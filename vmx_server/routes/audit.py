@@ -1,13 +1,13 @@
-"""``GET /v1/request-audit/{ws}/{env}`` and ``POST /v1/request-usage/{ws}/{env}``.
+"""``GET /v1/request-audit/{ws}/{env}`` (and ``.../{id}/payload``) and ``POST /v1/request-usage/{ws}/{env}``.
 
-Protected by ``VMX_ADMIN_TOKEN`` (``Authorization: Bearer``) when it is set; OIDC and role
-policies arrive with the security work.
+When ``VMX_ADMIN_TOKEN`` or ``management.oidc`` is set, the caller must present one, and its
+roles must allow ``request-audit:list`` / ``request-usage:query`` on
+``workspace:W:environment:E:request-audit`` / ``...:request-usage`` (a workspace member only in
+its own workspaces).  With neither set, these read-only APIs stay open, as before.
 """
 
 from __future__ import annotations
 
-import hmac
-import os
 import uuid
 from collections.abc import Awaitable, Callable
 
@@ -19,31 +19,24 @@ from starlette.routing import Route
 from vmx_core import Gateway
 from vmx_core.audit.api import audit_page, find_store, usage_report
 from vmx_core.audit.query import AuditQuery, UsageQuery
-from vmx_core.errors import (
-    AuditStoreError,
-    AuthenticationFailed,
-    InvalidRequest,
-    NotFound,
-    RequestError,
-)
+from vmx_core.errors import AuditStoreError, InvalidRequest, NotFound, RequestError
+from vmx_core.security.admin import AdminAuth
+from vmx_core.security.policies import resource_name
+from vmx_core.security.principal import authorize
 from vmx_server.errors import error_response
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-def check_admin(request: Request) -> None:
-    token = os.environ.get("VMX_ADMIN_TOKEN")
-    if not token:
-        return
-    given = request.headers.get("authorization", "")
-    if not (given.startswith("Bearer ") and hmac.compare_digest(given[7:].encode(), token.encode())):
-        raise AuthenticationFailed("an admin token is required: Authorization: Bearer $VMX_ADMIN_TOKEN")
-
-
-def _guarded(fn: Endpoint) -> Endpoint:
+def _guarded(gateway: Gateway, auth: AdminAuth, action: str, fn: Endpoint) -> Endpoint:
     async def endpoint(request: Request) -> Response:
         try:
-            check_admin(request)
+            config = gateway.config
+            if auth.configured(config):
+                who = await auth.principal(request.headers.get("authorization"), config)
+                ws, env = request.path_params["workspace"], request.path_params["environment"]
+                roles = {name: list(role.statements) for name, role in config.roles.items()}
+                authorize(who, roles, action, resource_name(ws, env, action.split(":")[0]), ws)
             return await fn(request)
         except RequestError as err:
             return error_response(err, "openai")
@@ -55,7 +48,9 @@ def _guarded(fn: Endpoint) -> Endpoint:
     return endpoint
 
 
-def routes(gateway: Gateway) -> list[Route]:
+def routes(gateway: Gateway, auth: AdminAuth | None = None) -> list[Route]:
+    auth = auth or AdminAuth()
+
     async def audit(request: Request) -> Response:
         ws, env = request.path_params["workspace"], request.path_params["environment"]
         query = AuditQuery.from_params(ws, env, dict(request.query_params))
@@ -82,7 +77,11 @@ def routes(gateway: Gateway) -> list[Route]:
         return JSONResponse(await usage_report(find_store(gateway), query))
 
     return [
-        Route("/v1/request-audit/{workspace}/{environment}", _guarded(audit), methods=["GET"]),
-        Route("/v1/request-audit/{workspace}/{environment}/{id}/payload", _guarded(payload), methods=["GET"]),
-        Route("/v1/request-usage/{workspace}/{environment}", _guarded(usage), methods=["POST"]),
+        Route("/v1/request-audit/{workspace}/{environment}", _guarded(gateway, auth, "request-audit:list", audit),
+              methods=["GET"]),
+        # A stored payload is part of the audit record: the same permission as listing it.
+        Route("/v1/request-audit/{workspace}/{environment}/{id}/payload",
+              _guarded(gateway, auth, "request-audit:list", payload), methods=["GET"]),
+        Route("/v1/request-usage/{workspace}/{environment}", _guarded(gateway, auth, "request-usage:query", usage),
+              methods=["POST"]),
     ]

@@ -35,8 +35,9 @@ def _source_ip(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-def completion_endpoint(gateway: Gateway, fmt: Format) -> Callable[[Request], Awaitable[Response]]:
+def completion_endpoint(gateway: Gateway, fmt: Format, *, count: bool = False) -> Callable[[Request], Awaitable[Response]]:
     dialect = fmt.dialect
+    handle = gateway.count_tokens if count else gateway.handle
 
     async def endpoint(request: Request) -> Response:
         ws = request.path_params["workspace"]
@@ -52,7 +53,7 @@ def completion_endpoint(gateway: Gateway, fmt: Format) -> Callable[[Request], Aw
             return error_response(gateway.reject(refused, err), dialect)
         try:
             call = ClientRequest(fmt, ws, env, body, api_key, request.headers, _source_ip(request))
-            reply = await cancel_on_disconnect(request, gateway.handle(call))
+            reply = await cancel_on_disconnect(request, handle(call))
         except RequestError as err:
             return error_response(err, dialect)
         except ClientDisconnected:
@@ -83,10 +84,13 @@ def routes(gateway: Gateway) -> list[Route]:
     chat = completion_endpoint(gateway, Format.CHAT_COMPLETIONS)
     responses = completion_endpoint(gateway, Format.RESPONSES)
     anthropic = completion_endpoint(gateway, Format.ANTHROPIC)
+    count = completion_endpoint(gateway, Format.ANTHROPIC, count=True)
     return [
         Route(BASE + "/chat/completions", chat, methods=["POST"]),
         Route(BASE + "/responses", responses, methods=["POST"]),
         Route(BASE + "/anthropic/messages", anthropic, methods=["POST"]),
         Route(BASE + "/anthropic/v1/messages", anthropic, methods=["POST"]),
+        Route(BASE + "/anthropic/v1/messages/count_tokens", count, methods=["POST"]),
+        Route(BASE + "/anthropic/messages/count_tokens", count, methods=["POST"]),
         Route(BASE + "/models", models_endpoint(gateway), methods=["GET"]),
     ]

@@ -1,0 +1,55 @@
+"""The floor: what the Python server stack costs by itself, with no gateway logic at all.
+
+One Starlette route forwards the body untouched through a pooled aiohttp session and relays
+the answer (chunk by chunk for streams), on hypercorn with uvloop -- the stack vmx runs on.
+Run: ``python benchmarks/gateway/floor.py --port 9001 --upstream http://127.0.0.1:9000/v1``.
+"""
+
+import argparse
+import asyncio
+
+import aiohttp
+import uvloop
+from hypercorn.asyncio import serve
+from hypercorn.config import Config
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+
+def app(upstream: str) -> Starlette:
+    session: list[aiohttp.ClientSession] = []  # created inside the running loop
+
+    async def forward(request):  # type: ignore[no-untyped-def]
+        if not session:
+            session.append(aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100)))
+        body = await request.body()
+        resp = await session[0].post(upstream + "/chat/completions", data=body,
+                                     headers={"content-type": "application/json"})
+        if resp.content_type != "text/event-stream":
+            return Response(await resp.read(), resp.status, media_type=resp.content_type)
+
+        async def relay():  # type: ignore[no-untyped-def]
+            async with resp:
+                async for chunk in resp.content.iter_any():
+                    yield chunk
+
+        return StreamingResponse(relay(), resp.status, media_type="text/event-stream")
+
+    async def healthz(request):  # type: ignore[no-untyped-def]
+        return PlainTextResponse("ok")
+
+    return Starlette(routes=[Route("/v1/chat/completions", forward, methods=["POST"]),
+                             Route("/healthz", healthz)])
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--upstream", required=True)
+    args = parser.parse_args()
+    config = Config()
+    config.bind = [f"127.0.0.1:{args.port}"]
+    config.accesslog = None
+    uvloop.install()
+    asyncio.run(serve(app(args.upstream), config))  # type: ignore[arg-type]

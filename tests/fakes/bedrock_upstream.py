@@ -1,0 +1,187 @@
+"""A fake AWS Bedrock runtime on a loopback port that checks every request's SigV4 signature
+with botocore and answers like Bedrock does: InvokeModel / InvokeModelWithResponseStream with
+JSON or binary event-stream frames whose ``chunk`` payloads carry Anthropic events, and
+Converse / ConverseStream with Converse JSON and events.
+
+Answers follow the fake Anthropic's rules (``anthropic_upstream``): thinking when asked, a
+tool call when tools are given and no result yet, else an echo.  Model ``throttle`` streams a
+``throttlingException`` frame after the first content.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from typing import Any
+
+from aiohttp import web
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+from tests.fakes.anthropic_upstream import SIGNATURE, TOOL_INPUT, stream_events, whole_message
+from vmx_providers._eventstream import encode_message
+
+ACCESS_KEY = "AKIAFAKEFAKEFAKE0001"
+SECRET_KEY = "fake/SECRET/key/0123456789abcdefghijklmn"
+REGION = "eu-west-1"
+#: The environment a gateway process needs to find these credentials through boto3's chain.
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+    "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+    "AWS_CONFIG_FILE": "/nonexistent/vmx-tests",
+    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/vmx-tests",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+_AUTH = re.compile(r"AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request, SignedHeaders=([^,]+), Signature=([0-9a-f]{64})")
+
+
+class FakeBedrock:
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/model/{model}/invoke", self._invoke)
+        app.router.add_post("/model/{model}/invoke-with-response-stream", self._invoke_stream)
+        app.router.add_post("/model/{model}/converse", self._converse)
+        app.router.add_post("/model/{model}/converse-stream", self._converse_stream)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def verify(self, request: web.Request, raw: bytes) -> str | None:
+        """Why the signature is wrong, or ``None`` when botocore computes the same one."""
+        m = _AUTH.fullmatch(request.headers.get("Authorization", ""))
+        if m is None:
+            return "missing or malformed Authorization"
+        key, _day, region, service, signed, signature = m.groups()
+        if (key, region, service) != (ACCESS_KEY, REGION, "bedrock"):
+            return f"wrong credential scope {key}/{region}/{service}"
+        headers = {name: request.headers[name] for name in signed.split(";") if name != "host"}
+        aws = AWSRequest(method=request.method, url=self.base_url + request.raw_path, data=raw, headers=headers)
+        aws.context["timestamp"] = request.headers.get("X-Amz-Date", "")
+        auth = SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "bedrock", REGION)
+        expected = auth.signature(auth.string_to_sign(aws, auth.canonical_request(aws)), aws)
+        return None if expected == signature else "The request signature we calculated does not match the signature you provided"
+
+    async def _check(self, request: web.Request, invoke: bool = True) -> tuple[dict[str, Any], web.Response | None]:
+        raw = await request.read()
+        body = json.loads(raw)
+        self.requests.append({"path": request.raw_path, "headers": dict(request.headers), "body": body})
+        problem = self.verify(request, raw)
+        if problem is not None:
+            return body, web.json_response({"message": problem}, status=403, headers={"x-amzn-ErrorType": "InvalidSignatureException"})
+        if not invoke:
+            unknown = set(body) - {"messages", "system", "inferenceConfig", "toolConfig", "additionalModelRequestFields"}
+            if unknown or not isinstance(body.get("messages"), list):
+                return body, web.json_response({"message": f"Malformed input request: {sorted(unknown)}"}, status=400,
+                                               headers={"x-amzn-ErrorType": "ValidationException"})
+            return body, None
+        if body.get("anthropic_version") != "bedrock-2023-05-31" or "model" in body:
+            return body, web.json_response({"message": "Malformed input request"}, status=400,
+                                           headers={"x-amzn-ErrorType": "ValidationException"})
+        return body, None
+
+    async def _invoke(self, request: web.Request) -> web.Response:
+        body, refused = await self._check(request)
+        if refused is not None:
+            return refused
+        return web.json_response(whole_message({**body, "model": request.match_info["model"]}))
+
+    async def _invoke_stream(self, request: web.Request) -> web.StreamResponse:
+        body, refused = await self._check(request)
+        if refused is not None:
+            return refused
+        resp = web.StreamResponse(headers={"content-type": "application/vnd.amazon.eventstream"})
+        await resp.prepare(request)
+        model = request.match_info["model"]
+        for i, (_kind, event) in enumerate(stream_events({**body, "model": model})):
+            if model == "throttle" and i == 4:
+                await resp.write(encode_message(
+                    {":message-type": "exception", ":exception-type": "throttlingException", ":content-type": "application/json"},
+                    json.dumps({"message": "Too many requests, please wait before trying again."}).encode()))
+                break
+            payload = json.dumps({"bytes": base64.b64encode(json.dumps(event).encode()).decode()}).encode()
+            await resp.write(encode_message(
+                {":event-type": "chunk", ":content-type": "application/json", ":message-type": "event"}, payload))
+        await resp.write_eof()
+        return resp
+
+    async def _converse(self, request: web.Request) -> web.Response:
+        body, refused = await self._check(request, invoke=False)
+        if refused is not None:
+            return refused
+        blocks, stop = converse_answer(body)
+        return web.json_response({
+            "output": {"message": {"role": "assistant", "content": blocks}}, "stopReason": stop,
+            "usage": _usage(blocks), "metrics": {"latencyMs": 5},
+        })
+
+    async def _converse_stream(self, request: web.Request) -> web.StreamResponse:
+        body, refused = await self._check(request, invoke=False)
+        if refused is not None:
+            return refused
+        resp = web.StreamResponse(headers={"content-type": "application/vnd.amazon.eventstream"})
+        await resp.prepare(request)
+        blocks, stop = converse_answer(body)
+        events: list[tuple[str, dict[str, Any]]] = [("messageStart", {"role": "assistant"})]
+        for i, block in enumerate(blocks):
+            if "text" in block:
+                events += [("contentBlockDelta", {"contentBlockIndex": i, "delta": {"text": w + " "}}) for w in block["text"].split()]
+            elif "toolUse" in block:
+                tu = block["toolUse"]
+                raw = json.dumps(tu["input"])
+                events.append(("contentBlockStart", {"contentBlockIndex": i, "start": {"toolUse": {"toolUseId": tu["toolUseId"], "name": tu["name"]}}}))
+                events += [("contentBlockDelta", {"contentBlockIndex": i, "delta": {"toolUse": {"input": p}}}) for p in (raw[:6], raw[6:])]
+            else:
+                rt = block["reasoningContent"]["reasoningText"]
+                events.append(("contentBlockDelta", {"contentBlockIndex": i, "delta": {"reasoningContent": {"text": rt["text"]}}}))
+                events.append(("contentBlockDelta", {"contentBlockIndex": i, "delta": {"reasoningContent": {"signature": rt["signature"]}}}))
+            events.append(("contentBlockStop", {"contentBlockIndex": i}))
+        events.append(("messageStop", {"stopReason": stop}))
+        events.append(("metadata", {"usage": _usage(blocks), "metrics": {"latencyMs": 5}}))
+        for kind, payload in events:
+            await resp.write(encode_message({":event-type": kind, ":content-type": "application/json", ":message-type": "event"},
+                                            json.dumps(payload).encode()))
+        await resp.write_eof()
+        return resp
+
+
+def converse_answer(body: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
+    """The Converse content blocks answering ``body`` and the stop reason."""
+    text, has_result = "echo: ", False
+    for m in body.get("messages") or []:
+        for b in m.get("content") or []:
+            if "toolResult" in b:
+                has_result = True
+                text = "result: " + " ".join(x.get("text", "") for x in b["toolResult"]["content"])
+            elif "text" in b and m["role"] == "user":
+                text = "echo: " + b["text"]
+    blocks: list[dict[str, Any]] = []
+    if ((body.get("additionalModelRequestFields") or {}).get("thinking") or {}).get("type") == "enabled":
+        blocks.append({"reasoningContent": {"reasoningText": {"text": "Let me think about this.", "signature": SIGNATURE}}})
+    tools = (body.get("toolConfig") or {}).get("tools") or []
+    if tools and not has_result:
+        name = tools[0]["toolSpec"]["name"]
+        blocks += [{"text": "Let me check."}, {"toolUse": {"toolUseId": "tooluse_fake01", "name": name, "input": TOOL_INPUT}}]
+        return blocks, "tool_use"
+    return [*blocks, {"text": text}], "end_turn"
+
+
+def _usage(blocks: list[dict[str, Any]]) -> dict[str, int]:
+    out = sum(len(json.dumps(b).split()) for b in blocks)
+    return {"inputTokens": 11, "outputTokens": out, "totalTokens": 16 + out, "cacheReadInputTokens": 3, "cacheWriteInputTokens": 2}

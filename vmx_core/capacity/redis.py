@@ -1,0 +1,162 @@
+"""``redis://`` and ``redis+cluster://``: counters shared by every gateway process and host.
+
+Each admission is one ``EVALSHA`` of ``lua/admit.lua`` (shipped as package data), so the check
+and the charge of every counter happen in one atomic step on the server.  On a cluster, every
+key of one admission carries the same hash tag (see :mod:`vmx_core.capacity.keys`), so the
+script's keys live in one slot, as Redis Cluster requires.
+
+Redis errors are wrapped in :class:`CapacityStoreError` here, at the boundary: the gate decides
+what an unreachable store means (``capacity.on_store_error``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from attrs import define, field
+
+from vmx_core.capacity.store import Adjustment, Admission, CapacityStoreError
+from vmx_core.capacity.window import Check, Counts
+
+#: A capacity check sits on the request path: fail fast and let on_store_error decide,
+#: rather than stall every request for the driver's 5 s default.
+DEFAULT_TIMEOUT_S = 0.5
+#: Store calls in flight per process (and connections per server): beyond it calls queue here
+#: instead of failing with the driver's "too many connections".
+MAX_IN_FLIGHT = 64
+
+
+def _script(name: str) -> tuple[str, str]:
+    text = resources.files("vmx_core.capacity").joinpath(f"lua/{name}.lua").read_text("utf-8")
+    return text, hashlib.sha1(text.encode()).hexdigest()
+
+
+ADMIT = _script("admit")
+ADJUST = _script("adjust")
+
+
+@define
+class RedisStore:
+    client: Any
+    uri: str = ""
+    cluster: bool = False
+    _slots: asyncio.Semaphore = field(factory=lambda: asyncio.Semaphore(MAX_IN_FLIGHT))
+    _init_lock: asyncio.Lock = field(factory=asyncio.Lock)
+    _initialized: bool = False
+
+    @classmethod
+    def from_uri(cls, uri: str) -> RedisStore:
+        """``redis://[:pw@]host:port/db[?socket_timeout=S]`` or ``redis+cluster://h1:p1,h2:p2``."""
+        try:
+            from redis.asyncio import Redis
+            from redis.asyncio.cluster import ClusterNode, RedisCluster
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
+        except ImportError as exc:  # the optional extra is not installed
+            raise CapacityStoreError(f"storage.capacity {uri.split(':')[0]}:// needs `pip install vmx[redis]`") from exc
+        parts = urlsplit(uri)
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        timeout = float(query.pop("socket_timeout", DEFAULT_TIMEOUT_S))
+        # No driver-level retries: a retry loop during an outage is latency on every request.
+        no_retry = Retry(NoBackoff(), 0)
+        if parts.scheme == "redis+cluster":
+            nodes = []
+            for hostport in parts.netloc.rsplit("@", 1)[-1].split(","):
+                host, _, port = hostport.rpartition(":")
+                nodes.append(ClusterNode(host or "127.0.0.1", int(port or 6379)))
+            client: Any = RedisCluster(
+                startup_nodes=nodes,
+                password=parts.password,
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+                retry=no_retry,
+                max_connections=MAX_IN_FLIGHT,
+            )
+        else:
+            client = Redis.from_url(
+                parts._replace(query="").geturl(),
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+                retry=no_retry,
+                max_connections=MAX_IN_FLIGHT,
+            )
+        return cls(client, uri, parts.scheme == "redis+cluster")
+
+    async def admit(self, checks: Sequence[Check], now: float) -> Admission:
+        if not checks:
+            return Admission(True, ())
+        args: list[Any] = []
+        for c in checks:
+            w = c.window
+            args += [
+                w.oldest(now),
+                w.bucket(now),
+                -1 if c.max_requests is None else c.max_requests,
+                -1 if c.max_tokens is None else c.max_tokens,
+                c.requests,
+                c.tokens,
+                w.ttl_ms(),
+            ]
+        raw = await self._run(ADMIT, [c.key for c in checks], args)
+        admitted = int(raw[0]) == 1
+        n = len(checks)
+        counts = []
+        for i in range(n):
+            r, t = int(raw[1 + 2 * i]), int(raw[2 + 2 * i])
+            per: dict[int, tuple[int, int]] = {}
+            if not admitted:
+                flat = raw[1 + 2 * n + i]
+                for j in range(0, len(flat), 3):
+                    per[int(flat[j])] = (int(flat[j + 1]), int(flat[j + 2]))
+            counts.append(Counts(r, t, per))
+        return Admission(admitted, tuple(counts))
+
+    async def adjust(self, adjustments: Sequence[Adjustment]) -> None:
+        if not adjustments:
+            return
+        args: list[Any] = []
+        for a in adjustments:
+            args += [a.bucket, a.oldest, a.requests, a.tokens, a.ttl_ms]
+        await self._run(ADJUST, [a.key for a in adjustments], args)
+
+    async def usage(self, checks: Sequence[Check], now: float) -> tuple[Counts, ...]:
+        # A read is an admission that charges nothing against no limit.
+        reads = [Check(c.key, c.window, None, None, 0, 0) for c in checks]
+        return (await self.admit(reads, now)).counts
+
+    async def aclose(self) -> None:
+        try:
+            await self.client.aclose()
+        except Exception:  # closing a client of a server that is gone must not fail shutdown
+            pass
+
+    async def _initialize(self) -> None:
+        # redis-py's cluster client discovers the slots on first use; many first uses at once
+        # race each other (connections get dropped), so one coroutine does it for all.
+        async with self._init_lock:
+            if not self._initialized:
+                await self.client.initialize()
+                self._initialized = True
+
+    async def _run(self, script: tuple[str, str], keys: list[str], args: list[Any]) -> Any:
+        from redis.exceptions import NoScriptError, RedisError
+
+        text, sha = script
+        try:
+            if self.cluster and not self._initialized:
+                await self._initialize()
+            async with self._slots:
+                try:
+                    return await self.client.evalsha(sha, len(keys), *keys, *args)
+                except NoScriptError:
+                    # First use on this server (or after a restart): EVAL runs and caches it.
+                    return await self.client.eval(text, len(keys), *keys, *args)
+        except RedisError as exc:
+            raise CapacityStoreError(f"capacity store {self.uri.split('@')[-1]!r}: {type(exc).__name__}: {exc}") from exc
+        except OSError as exc:
+            raise CapacityStoreError(f"capacity store {self.uri.split('@')[-1]!r}: {type(exc).__name__}") from exc

@@ -1,0 +1,1 @@
+"""The config store (storage.config) and the management operations over it."""

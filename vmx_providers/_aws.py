@@ -1,0 +1,103 @@
+"""AWS request signing for the Bedrock providers: botocore's SigV4 over our own aiohttp session.
+
+boto3 is synchronous, so it never runs on the request path: credentials are resolved once,
+through boto3's usual chain (environment, shared files, SSO, container and instance roles),
+in a worker thread; an optional ``role_arn`` is assumed with STS and refreshed (again in a
+thread) shortly before it expires.  Only the signing itself -- pure CPU -- runs in the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+from attrs import define, field
+from yarl import URL
+
+from vmx_core.errors import UpstreamConnectionError
+from vmx_providers._http import HttpClient, wrap_client_error
+from vmx_providers.openai import NotConfigured
+
+#: Refresh assumed-role credentials this many seconds before they expire.
+REFRESH_MARGIN = 300
+
+
+@define
+class AwsSigner:
+    region: str
+    service: str = "bedrock"
+    role_arn: str | None = None
+    _credentials: Any = field(default=None, init=False)
+    _lock: asyncio.Lock = field(factory=asyncio.Lock, init=False)
+
+    async def _frozen(self) -> Any:
+        import botocore.exceptions
+
+        try:
+            async with self._lock:
+                if self._credentials is None:
+                    self._credentials = await asyncio.to_thread(self._resolve)
+                creds = self._credentials
+                refresh_needed = getattr(creds, "refresh_needed", None)
+                if refresh_needed is not None and refresh_needed(REFRESH_MARGIN):
+                    return await asyncio.to_thread(creds.get_frozen_credentials)
+            return creds.get_frozen_credentials()
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            # The class name says what failed (no credentials, STS refused the role...);
+            # botocore's messages never include secrets, but the class is enough.
+            raise UpstreamConnectionError(f"AWS credentials could not be resolved: {type(exc).__name__}") from None
+
+    def _resolve(self) -> Any:
+        import botocore.session
+        from botocore.credentials import RefreshableCredentials
+
+        session = botocore.session.get_session()
+        base = session.get_credentials()
+        if base is None:
+            raise NotConfigured("no AWS credentials in the default chain (environment, shared files, roles)")
+        if not self.role_arn:
+            return base
+        role_arn = self.role_arn
+
+        def assume() -> dict[str, str]:
+            sts = session.create_client("sts", region_name=self.region)
+            c = sts.assume_role(RoleArn=role_arn, RoleSessionName="vmx-gateway")["Credentials"]
+            return {"access_key": c["AccessKeyId"], "secret_key": c["SecretAccessKey"],
+                    "token": c["SessionToken"], "expiry_time": c["Expiration"].isoformat()}
+
+        return RefreshableCredentials.create_from_metadata(assume(), assume, "assume-role")
+
+    async def sign(self, url: str, body: bytes, headers: Mapping[str, str]) -> dict[str, str]:
+        """The headers of a signed ``POST url`` with ``body`` (``Authorization``,
+        ``X-Amz-Date`` and, for temporary credentials, ``X-Amz-Security-Token``)."""
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+
+        creds = await self._frozen()
+        request = AWSRequest(method="POST", url=url, data=body, headers=dict(headers))
+        SigV4Auth(creds, self.service, self.region).add_auth(request)
+        return dict(request.headers.items())
+
+
+async def post_signed(
+    http: HttpClient, signer: AwsSigner, path: str, body: bytes, headers: Mapping[str, str], timeout: float, stream: bool
+) -> aiohttp.ClientResponse:
+    """POST a signed request; the response is open (the caller reads or streams it) and 2xx.
+
+    ``path`` is already URL-encoded (model ids hold ``:``): the URL is sent exactly as signed.
+    """
+    url = http.base_url + path
+    signed = await signer.sign(url, body, headers)
+    client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout) if stream else aiohttp.ClientTimeout(total=timeout)
+    try:
+        resp = await http.session().post(URL(url, encoded=True), data=body, headers=signed, timeout=client_timeout)
+    except aiohttp.ClientError as exc:
+        raise wrap_client_error(exc) from None
+    if resp.status >= 300:
+        try:
+            raise await http.http_error(resp)
+        finally:
+            resp.close()
+    return resp
