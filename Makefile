@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-dev
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,postgres,redis,aws]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,postgres,redis,aws,otel]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -17,12 +17,14 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(BIN)/vmx serve --config examples/quickstart.yaml
 
-# The audit tests run against a real PostgreSQL 15 (started by tests/services/postgres.py).
+# The audit tests run against a real PostgreSQL 15 (started by tests/services/postgres.py);
+# the dashboard test drives Debian's headless chromium.
 PG_BIN := /usr/lib/postgresql/15/bin
 
 # Lint and strict typing are part of the suite: a style regression fails CI like a bug.
 test: lint
 	@test -x $(PG_BIN)/initdb || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql-15; }
+	@command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 	command -v redis-server >/dev/null || (apt-get update && apt-get install -y redis-server)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
@@ -37,7 +39,7 @@ typecheck: $(STAMP)
 # benchmarks/peers/) when missing, and writes benchmarks/results/<timestamp>/.  QUICK=1: minutes.
 BENCH_STAMP := $(VENV)/.installed-bench
 $(BENCH_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,postgres,redis,aws,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,postgres,redis,aws,otel,bench]'
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)

@@ -231,10 +231,17 @@ configs = st.builds(
     audit=st.builds(
         AuditConfig,
         payloads=st.sampled_from(["none", "redacted", "full"]),
-        redact_paths=st.lists(text, max_size=2),
+        # Valid JSON paths: a key, then keys, indexes or wildcards.
+        redact_paths=st.lists(
+            st.builds(lambda head, tail: "$." + head + "".join(tail), st.from_regex(r"[A-Za-z_][\w-]{0,8}", fullmatch=True),
+                      st.lists(st.sampled_from([".a", "[0]", "[*]", "..b", "['c d']"]), max_size=3)),
+            max_size=2,
+        ),
         retention_days=st.none() | positive,
+        max_stream_payload_bytes=st.integers(0, 10_000_000),
         queue_size=positive,
         batch_size=positive,
+        batch_wait_ms=st.integers(0, 1000),
     ),
     capacity=st.builds(CapacitySettings, count_cached_tokens=st.booleans(), on_store_error=st.sampled_from(["allow", "deny"])),
     workspaces=st.dictionaries(

@@ -38,3 +38,10 @@ def test_probe_detects_the_server_stack() -> None:
     report = _probe("vmx_core", "vmx_server.app")
     assert report["vmx_core"] == []
     assert {"starlette", "vmx_server"} <= set(report["vmx_server.app"])
+
+
+def test_core_uses_the_opentelemetry_api_only() -> None:
+    """vmx_core records through opentelemetry-api; importing it never loads the SDK."""
+    code = "import sys, vmx_core.gateway, vmx_core.telemetry; print(sorted(m for m in sys.modules if m.startswith('opentelemetry.sdk')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "[]"

@@ -41,7 +41,7 @@ from vmx_core.routing.breaker import CircuitBreaker
 from vmx_core.routing.health import ConnectionHealth
 from vmx_core.runtime import Runtime
 from vmx_core.security.credentials import Credentials
-from vmx_core.telemetry import record_request
+from vmx_core.telemetry import Telemetry, default_telemetry
 from vmx_core.wire.formats import Format
 
 log = structlog.get_logger("vmx.request")
@@ -60,6 +60,8 @@ class Gateway:
     breaker: CircuitBreaker = field(factory=CircuitBreaker)
     #: The capacity store of ``storage.capacity``; kept across reloads.
     capacity_store: CapacityStore | None = None
+    #: Spans and metrics; the global OpenTelemetry providers unless given.
+    telemetry: Telemetry = field(factory=default_telemetry)
     _handler: Handler | None = None
     started: bool = False
     #: Runtimes replaced by a reload that still have requests in flight.
@@ -79,16 +81,20 @@ class Gateway:
         *,
         plugins: Iterable[object] = (),
         environ: Mapping[str, str] | None = None,
+        telemetry: Telemetry | None = None,
     ) -> Gateway:
         loaded = Plugins.load(plugins, environ=environ)
         config = load_config(path, environ=environ, providers=loaded.providers(), rule_functions=loaded.rule_functions())
-        return cls(config, loaded)
+        return cls(config, loaded, telemetry=telemetry or default_telemetry())
 
     @classmethod
-    def from_config(cls, config: VmxConfig, *, plugins: Iterable[object] = (), entry_points: bool = True) -> Gateway:
+    def from_config(
+        cls, config: VmxConfig, *, plugins: Iterable[object] = (), entry_points: bool = True,
+        telemetry: Telemetry | None = None,
+    ) -> Gateway:
         loaded = Plugins.load(plugins, entry_points=entry_points)
         validate(config, loaded.providers(), loaded.rule_functions())
-        return cls(config, loaded)
+        return cls(config, loaded, telemetry=telemetry or default_telemetry())
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -190,10 +196,13 @@ class Gateway:
     async def _handle(self, request: ClientRequest) -> Reply:
         rt = self.runtime
         assert rt is not None
-        ctx = RequestContext(request, runtime=rt)
+        ctx = RequestContext(request, runtime=rt, telemetry=self.telemetry)
+        ctx.span = self.telemetry.start_request(ctx)
         rt.in_flight += 1
         try:
-            return await run(rt, ctx, self._finish)
+            # Current for the pipeline's spans; ended by _finish, which for a stream is later.
+            with self.telemetry.current(ctx.span):
+                return await run(rt, ctx, self._finish)
         except RequestError as err:
             ctx.status, ctx.error = err.status, err
             err.headers.update(ctx.headers())
@@ -227,7 +236,8 @@ class Gateway:
     def reject(self, request: ClientRequest, err: RequestError) -> RequestError:
         """Record a request the server refused before the pipeline ran (bad key, unknown
         tenant, body too large): it still gets a request id, a log line and an audit record."""
-        ctx = RequestContext(request)
+        ctx = RequestContext(request, telemetry=self.telemetry)
+        ctx.span = self.telemetry.start_request(ctx)
         ctx.status, ctx.error = err.status, err
         err.headers.update(ctx.headers())
         self._finish(ctx)
@@ -257,7 +267,7 @@ class Gateway:
             for sink in self.sinks:
                 sink.enqueue(record)
             ctx.timings.mark("audit_enqueue", started)
-        record_request(ctx)
+        self.telemetry.finish(ctx)
         log.info("request", **ctx.log_fields())
 
     # -- convenience API for embedding ---------------------------------------------------------

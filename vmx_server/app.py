@@ -23,7 +23,7 @@ from vmx_core.security.admin import AdminAuth
 from vmx_core.store.manage import Management
 from vmx_core.store.service import ConfigService
 from vmx_server.errors import MethodNotAllowed, dialect_for_path, error_response
-from vmx_server.routes import audit, completion, meta
+from vmx_server.routes import audit, completion, meta, ui
 from vmx_server.routes.management import ManagementRoutes
 
 log = structlog.get_logger("vmx.server")
@@ -68,8 +68,10 @@ def create_app(gateway: Gateway, config_path: str | os.PathLike[str] | None = No
         err = RequestError("internal gateway error")
         return error_response(err, dialect_for_path(request.url.path))
 
-    routes: list[Any] = [*completion.routes(gateway), *meta.routes(gateway, state), *audit.routes(gateway, auth),
-                         *management.routes()]
+    routes: list[Any] = [
+        *completion.routes(gateway), *meta.routes(gateway, state), *audit.routes(gateway, auth),
+        *management.routes(), *ui.routes(),
+    ]
     routes.extend(collect(gateway.plugins.hook.vmx_register_routes()))
     app: ASGIApp = Starlette(
         routes=routes,

@@ -327,6 +327,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from vmx_core import Gateway
     from vmx_server import logging as vmx_logging
+    from vmx_server import otel
     from vmx_server.app import create_app
 
     vmx_logging.configure(args.log_level)
@@ -343,6 +344,9 @@ def _serve(args: argparse.Namespace) -> int:
     if workers > 1:
         return _serve_workers(args, hc, workers)
     app = create_app(gateway, args.config)
+    # After the config loaded (a bad file exits before any exporter starts); workers set up
+    # their own in vmx_server.asgi.
+    otel_shutdown = otel.configure()
 
     try:
         import uvloop
@@ -358,7 +362,11 @@ def _serve(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         await serve(app, hc, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    finally:
+        if otel_shutdown is not None:
+            otel_shutdown()  # the gateway is closed: every span has ended; flush them
     return 0
 
 

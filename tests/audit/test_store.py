@@ -51,3 +51,13 @@ async def test_retention_removes_old_days_only(store: AuditStore) -> None:
     left = await store.fetch(AuditQuery("acme", "prod"))
     assert removed >= 1
     assert [r["id"] for r in left] == [new["id"]]
+
+
+async def test_a_nul_character_does_not_poison_the_batch(store: AuditStore) -> None:
+    """NUL in text or JSON (Postgres refuses it) is dropped; the batch with it is still written."""
+    bad = make_row(metadata={"k": "a\x00b"}, error_message="x\x00y", correlation_id="c\x00")
+    good = make_row()
+    await store.write([bad, good])
+    found = {r["id"]: r for r in await store.fetch(AuditQuery("acme", "prod"))}
+    assert set(found) == {bad["id"], good["id"]}
+    assert found[bad["id"]]["metadata"] == {"k": "ab"} and found[bad["id"]]["error_message"] == "xy"

@@ -9,6 +9,7 @@ import sys
 
 import aiohttp
 import openai
+import orjson
 
 from tests.conftest import KEY
 from tests.e2e.conftest import UPSTREAM_SECRET, e2e_config
@@ -116,3 +117,31 @@ def test_vmx_usage_prints_a_table_by_resource(tmp_path: object) -> None:
     assert out[0].split() == ["workspace", "environment", "resource", "requests", "errors", "tokens", "cost_usd", "avg_ms"]
     assert out[1].split()[:4] == ["acme", "prod", "chat", "3"]
     assert out[2].split()[:4] == ["acme", "prod", "other", "1"] and out[2].split()[6] == "0.500000"
+
+
+async def test_payload_api_serves_the_redacted_bodies_of_one_request(upstream: FakeOpenAI, vmx_factory: object) -> None:
+    """With ``audit.payloads: redacted`` the payload endpoint returns the bodies, minus secrets."""
+    config = {**e2e_config(upstream), "audit": {"payloads": "redacted", "redact_paths": ["$.messages[*].content"]}}
+    proc: VmxProcess = await vmx_factory(config, {"VMX_ADMIN_TOKEN": "adm-1"})  # type: ignore[operator]
+    client = openai.AsyncOpenAI(base_url=proc.base_url(), api_key=KEY, max_retries=0)
+    await client.chat.completions.create(model="chat", messages=[{"role": "user", "content": f"my key {KEY}"}],
+                                         extra_body={"vmx": {"providerArgs": {"api_key": UPSTREAM_SECRET}}})
+    await client.close()
+    auth = {"Authorization": "Bearer adm-1"}
+    async with aiohttp.ClientSession(headers=auth) as http:
+        rows: list[dict[str, object]] = []
+        async with asyncio.timeout(10):
+            while not rows:  # written off the request path: poll the API until the row is there
+                async with http.get(proc.url + "/v1/request-audit/acme/prod") as resp:
+                    rows = (await resp.json())["data"]
+        url = f"{proc.url}/v1/request-audit/acme/prod/{rows[0]['id']}/payload"
+        async with http.get(url) as resp:
+            assert resp.status == 200
+            text = await resp.text()
+        async with http.get(url.replace("/prod/", "/staging/")) as resp:
+            assert resp.status == 404  # another environment does not see it
+    payload = orjson.loads(text)
+    assert payload["client_body"]["messages"] == [{"role": "user", "content": "[REDACTED]"}]
+    assert payload["upstream_body"]["api_key"] == "[REDACTED]"
+    assert payload["response_body"]["object"] == "chat.completion"
+    assert UPSTREAM_SECRET not in text and KEY not in text

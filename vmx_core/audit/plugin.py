@@ -7,6 +7,7 @@ from pathlib import Path
 
 from vmx_core.audit.prices import PriceTable
 from vmx_core.audit.queue import QueueSink
+from vmx_core.audit.redact import Redactor
 from vmx_core.audit.spool import Spool
 from vmx_core.audit.store import open_store
 from vmx_core.config.models import VmxConfig
@@ -25,8 +26,11 @@ def vmx_register_audit_sinks(config: VmxConfig) -> list[QueueSink]:
         spool=Spool.open(spool_dir(config)),
         max_queue=config.audit.queue_size,
         batch_size=config.audit.batch_size,
+        batch_wait=config.audit.batch_wait_ms / 1000,
         retention_days=config.audit.retention_days,
         pricer=PriceTable.load(config.audit.prices).cost,
+        redactor=None if config.audit.payloads == "none"
+        else Redactor.from_config(config.audit.payloads, config.audit.redact_paths),
     )]
 
 

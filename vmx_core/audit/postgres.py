@@ -20,7 +20,16 @@ from attrs import define, field
 
 from vmx_core.audit.migrations import migrations
 from vmx_core.audit.query import AuditQuery, UsageQuery
-from vmx_core.audit.rows import COLUMNS, JSON_COLUMNS, Row, iso, parse_iso
+from vmx_core.audit.rows import (
+    COLUMNS,
+    JSON_COLUMNS,
+    PAYLOAD_COLUMNS,
+    Row,
+    iso,
+    parse_iso,
+    payload_rows,
+    strip_nul,
+)
 from vmx_core.audit.sql import Dialect, audit_sql, usage_rows, usage_sql
 from vmx_core.errors import AuditStoreError, ConfigError
 
@@ -34,6 +43,7 @@ _DIALECT = Dialect("postgres")
 _PARTITIONED = ("request_audit", "request_audit_payload")
 _PARTITION = re.compile(r"^(request_audit|request_audit_payload)_p(\d{8})$")
 _COLS = ", ".join(f'"{c}"' for c in COLUMNS)
+_PAYLOAD_COLS = ", ".join(f'"{c}"' for c in PAYLOAD_COLUMNS)
 #: Serialises DDL (migrations, partition creation) across every gateway process.
 _DDL_LOCK = 0x766D78_0001
 
@@ -134,11 +144,19 @@ class PostgresStore:
         if not rows:
             return
         values = [tuple(_db_value(c, r.get(c)) for c in COLUMNS) for r in rows]
+        bodies = [
+            (p["id"], parse_iso(p["timestamp"]), *(_jsonb_or_null(p.get(c)) for c in PAYLOAD_COLUMNS[2:]))
+            for p in payload_rows(rows)
+        ]
         days = {v[1].astimezone(dt.UTC).date() for v in values}
         async with self._writer("write") as conn:
             if not self._staged:
                 await conn.execute(
                     "CREATE TEMP TABLE IF NOT EXISTS vmx_audit_stage (LIKE request_audit) ON COMMIT DELETE ROWS"
+                )
+                await conn.execute(
+                    "CREATE TEMP TABLE IF NOT EXISTS vmx_payload_stage (LIKE request_audit_payload)"
+                    " ON COMMIT DELETE ROWS"
                 )
                 self._staged = True
             async with conn.transaction():
@@ -149,6 +167,14 @@ class PostgresStore:
                 await conn.execute(
                     f"INSERT INTO request_audit ({_COLS}) SELECT {_COLS} FROM vmx_audit_stage ON CONFLICT DO NOTHING"
                 )
+                if bodies:
+                    async with conn.cursor().copy(f"COPY vmx_payload_stage ({_PAYLOAD_COLS}) FROM STDIN") as copy:
+                        for b in bodies:
+                            await copy.write_row(b)
+                    await conn.execute(
+                        f"INSERT INTO request_audit_payload ({_PAYLOAD_COLS}) SELECT {_PAYLOAD_COLS}"
+                        " FROM vmx_payload_stage ON CONFLICT DO NOTHING"
+                    )
 
     async def drop_older_than(self, cutoff: dt.datetime) -> int:
         """Drop every daily partition that ends at or before ``cutoff``'s day."""
@@ -179,6 +205,21 @@ class PostgresStore:
             raw = await cur.fetchall()
         return [_from_db(r) for r in raw]
 
+    async def fetch_payload(self, workspace: str, environment: str, request_id: str) -> Row | None:
+        sql = (
+            "SELECT p.id, p.\"timestamp\", p.client_body, p.upstream_body, p.response_body"
+            " FROM request_audit_payload p JOIN request_audit a ON a.id = p.id AND a.\"timestamp\" = p.\"timestamp\""
+            " WHERE p.id = %s::uuid AND a.workspace = %s AND a.environment = %s"
+        )
+        async with self._reader("payload query") as conn:
+            cur = await conn.execute(sql, (request_id, workspace, environment))
+            raw = await cur.fetchone()
+        if raw is None:
+            return None
+        row = dict(zip(PAYLOAD_COLUMNS, raw, strict=True))
+        row["id"], row["timestamp"] = str(row["id"]), iso(row["timestamp"])
+        return row
+
     async def usage(self, query: UsageQuery) -> list[dict[str, Any]]:
         sql, params = usage_sql(_DIALECT, query)
         async with self._reader("usage query") as conn:
@@ -197,11 +238,16 @@ def _wrap(what: str, exc: BaseException) -> AuditStoreError:
 
 
 def _db_value(column: str, value: Any) -> Any:
+    value = strip_nul(value)
     if column in JSON_COLUMNS:
         return Jsonb(value if value is not None else ({} if column == "metadata" else []))
     if column == "timestamp":
         return parse_iso(value)
     return value
+
+
+def _jsonb_or_null(value: Any) -> Any:
+    return Jsonb(value) if value is not None else None
 
 
 def _from_db(raw: Sequence[Any]) -> Row:

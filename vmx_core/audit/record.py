@@ -9,6 +9,8 @@ from typing import Protocol, runtime_checkable
 
 from attrs import field, frozen
 
+from vmx_core.audit.payload import Payload
+
 
 @frozen
 class Attempt:
@@ -69,6 +71,8 @@ class AuditRecord:
     routing_ms: float
     source_ip: str | None
     stages: Mapping[str, float] = field(factory=dict)
+    #: The bodies, when ``audit.payloads`` is ``redacted`` or ``full`` (else ``None``).
+    payload: Payload | None = None
 
 
 @runtime_checkable

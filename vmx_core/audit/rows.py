@@ -5,6 +5,7 @@ replayed from the spool is byte-for-byte the row that would have been written di
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -27,6 +28,31 @@ JSON_COLUMNS = frozenset({"attempts", "metadata"})
 
 #: The payload columns of ``request_audit_payload``, keyed by the audit row's id.
 PAYLOAD_COLUMNS: tuple[str, ...] = ("id", "timestamp", "client_body", "upstream_body", "response_body")
+#: A row's bodies travel with it (through the queue and the spool) under this key, already
+#: redacted: ``{"client_body": ..., "upstream_body": ..., "response_body": ...}``.
+PAYLOAD_KEY = "payload"
+
+
+def payload_rows(rows: Sequence[Row]) -> list[Row]:
+    """The ``request_audit_payload`` rows of ``rows`` (those that carry bodies)."""
+    out = []
+    for r in rows:
+        p = r.get(PAYLOAD_KEY)
+        if p:
+            out.append({"id": r["id"], "timestamp": r["timestamp"], **p})
+    return out
+
+
+def strip_nul(value: Any) -> Any:
+    """``value`` without NUL characters in any string.  Postgres text and jsonb refuse NUL, and
+    a refused row would fail every batch it is in, forever; both stores drop it alike."""
+    if isinstance(value, str):
+        return value.replace("\x00", "") if "\x00" in value else value
+    if isinstance(value, dict):
+        return {strip_nul(k): strip_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [strip_nul(v) for v in value]
+    return value
 
 
 def iso(ts: dt.datetime) -> str:

@@ -20,7 +20,16 @@ from attrs import define, field
 
 from vmx_core.audit.migrations import migrations
 from vmx_core.audit.query import AuditQuery, UsageQuery, bucket_start
-from vmx_core.audit.rows import COLUMNS, JSON_COLUMNS, Row, iso, parse_iso
+from vmx_core.audit.rows import (
+    COLUMNS,
+    JSON_COLUMNS,
+    PAYLOAD_COLUMNS,
+    Row,
+    iso,
+    parse_iso,
+    payload_rows,
+    strip_nul,
+)
 from vmx_core.audit.sql import Dialect, audit_sql, usage_rows, usage_sql
 from vmx_core.errors import AuditStoreError
 
@@ -30,6 +39,11 @@ _DIALECT = Dialect("sqlite")
 _INSERT = (
     f"INSERT OR IGNORE INTO request_audit ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 )
+_INSERT_PAYLOAD = (
+    f"INSERT OR IGNORE INTO request_audit_payload ({', '.join(PAYLOAD_COLUMNS)})"
+    f" VALUES ({', '.join('?' * len(PAYLOAD_COLUMNS))})"
+)
+_PAYLOAD_BODIES = PAYLOAD_COLUMNS[2:]
 
 
 @define
@@ -63,10 +77,15 @@ class SqliteStore:
 
     async def write(self, rows: Sequence[Row]) -> None:
         values = [tuple(_db_value(c, r.get(c)) for c in COLUMNS) for r in rows]
+        bodies = [
+            (p["id"], p["timestamp"], *(_json_or_null(p.get(c)) for c in _PAYLOAD_BODIES)) for p in payload_rows(rows)
+        ]
 
         def insert(conn: sqlite3.Connection) -> None:
             with conn:
                 conn.executemany(_INSERT, values)
+                if bodies:
+                    conn.executemany(_INSERT_PAYLOAD, bodies)
 
         await self._call("write", insert)
 
@@ -83,6 +102,19 @@ class SqliteStore:
         sql, params = audit_sql(_DIALECT, query)
         raw = await self._call("audit query", lambda c: c.execute(sql, params).fetchall())
         return [_from_db(r) for r in raw]
+
+    async def fetch_payload(self, workspace: str, environment: str, request_id: str) -> Row | None:
+        sql = (
+            "SELECT p.id, p.timestamp, p.client_body, p.upstream_body, p.response_body FROM request_audit_payload p"
+            " JOIN request_audit a ON a.id = p.id WHERE p.id = ? AND a.workspace = ? AND a.environment = ?"
+        )
+        raw = await self._call("payload query", lambda c: c.execute(sql, (request_id, workspace, environment)).fetchone())
+        if raw is None:
+            return None
+        row = dict(zip(PAYLOAD_COLUMNS, raw, strict=True))
+        for c in _PAYLOAD_BODIES:
+            row[c] = orjson.loads(row[c]) if row[c] is not None else None
+        return row
 
     async def usage(self, query: UsageQuery) -> list[dict[str, Any]]:
         sql, params = usage_sql(_DIALECT, query)
@@ -140,11 +172,16 @@ def _migrate(conn: sqlite3.Connection) -> list[int]:
 
 
 def _db_value(column: str, value: Any) -> Any:
+    value = strip_nul(value)
     if column in JSON_COLUMNS:
         return orjson.dumps(value if value is not None else ({} if column == "metadata" else [])).decode()
     if column == "stream":
         return int(bool(value))
     return value
+
+
+def _json_or_null(value: Any) -> str | None:
+    return orjson.dumps(value).decode() if value is not None else None
 
 
 def _from_db(raw: Sequence[Any]) -> Row:

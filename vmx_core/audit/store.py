@@ -35,6 +35,9 @@ class AuditStore(Protocol):
     async def fetch(self, query: AuditQuery) -> list[Row]:
         """Rows matching an audit API query, newest first."""
 
+    async def fetch_payload(self, workspace: str, environment: str, request_id: str) -> Row | None:
+        """The stored bodies of one request of this tenant (``request_audit_payload``)."""
+
     async def usage(self, query: UsageQuery) -> list[dict[str, Any]]:
         """Aggregated, not yet zero-filled, usage rows (``bucket`` + dimensions + metrics)."""
 

@@ -77,8 +77,20 @@ class AuditConfig:
     queue_size: int = 10_000
     #: Most rows written in one batch.
     batch_size: int = 2_000
+    #: How long the writer waits for more rows after the first of a batch.
+    batch_wait_ms: int = 25
+    #: Most bytes of a streamed answer kept in ``request_audit_payload`` (the rest is dropped
+    #: and the stored answer says ``truncated``).
+    max_stream_payload_bytes: int = 1_048_576
     #: provider -> model -> price, replacing entries of the shipped table (prices.json).
     prices: dict[str, dict[str, ModelPrice]] = field(factory=dict)
+
+
+@frozen
+class TelemetryConfig:
+    #: ``vmx`` metadata keys copied onto metrics and spans as ``vmx.metadata.KEY``; only these,
+    #: because every distinct value makes a new time series.
+    metadata_attributes: list[str] = field(factory=list)
 
 
 @frozen
@@ -247,6 +259,7 @@ class VmxConfig:
     limits: LimitsConfig = field(factory=LimitsConfig)
     audit: AuditConfig = field(factory=AuditConfig)
     capacity: CapacitySettings = field(factory=CapacitySettings)
+    telemetry: TelemetryConfig = field(factory=TelemetryConfig)
     management: ManagementConfig = field(factory=ManagementConfig)
     roles: dict[str, RoleConfig] = field(factory=dict)
     users: dict[str, UserConfig] = field(factory=dict)

@@ -6,6 +6,7 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from vmx_core.audit.redact import compile_path
 from vmx_core.config.convert import structure
 from vmx_core.config.models import (
     ApiKeyConfig,
@@ -57,6 +58,15 @@ def validate(
         errors.append(("$.audit.batch_size", "must be at least 1"))
     if config.audit.retention_days is not None and config.audit.retention_days < 1:
         errors.append(("$.audit.retention_days", "must be at least 1"))
+    if config.audit.batch_wait_ms < 0:
+        errors.append(("$.audit.batch_wait_ms", "must not be negative"))
+    if config.audit.max_stream_payload_bytes < 0:
+        errors.append(("$.audit.max_stream_payload_bytes", "must not be negative"))
+    for i, text in enumerate(config.audit.redact_paths):
+        try:
+            compile_path(text)
+        except ValueError as exc:
+            errors.append((f"$.audit.redact_paths[{i}]", str(exc)))
     if not config.storage.audit.startswith(("sqlite://", "postgresql://", "postgres://", "none")) and "://" not in config.storage.audit:
         errors.append(("$.storage.audit", "must be sqlite:///PATH, postgresql://..., a plugin's URI or none"))
     _check_access(config, errors)

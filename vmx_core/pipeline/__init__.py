@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from vmx_core.audit.payload import PayloadCapture
 from vmx_core.config.models import ModelRef
 from vmx_core.errors import ConfigError, InvalidRequest, UpstreamProtocolError
 from vmx_core.pipeline import gate as gate_stage
@@ -41,11 +42,18 @@ Finish = Callable[[RequestContext], None]
 async def run(rt: Runtime, ctx: RequestContext, finish: Finish) -> Reply:
     """Answer one request.  ``finish`` is called exactly once, when the answer is complete
     (for streams: when the stream ends), to write the audit record and the log line."""
+    audit = rt.config.audit
+    if audit.payloads != "none":
+        ctx.capture = PayloadCapture(audit.max_stream_payload_bytes)
     resolve(rt, ctx)
     assert ctx.resource is not None and ctx.envelope is not None
     t = time.perf_counter()
-    routed = await route(rt, ctx) if ctx.envelope.secondary_model_index is None else None
-    legs = plan_legs(ctx.resource, ctx.envelope.secondary_model_index, routed)
+    with ctx.telemetry.span(ctx, "vmx.routing") as span:
+        routed = await route(rt, ctx) if ctx.envelope.secondary_model_index is None else None
+        legs = plan_legs(ctx.resource, ctx.envelope.secondary_model_index, routed)
+        span.set_attribute("vmx.legs", len(legs))
+        if ctx.routing_rule:
+            span.set_attribute("vmx.routing_rule", ctx.routing_rule)
     ctx.timings.mark("routing", t)
     if ctx.stream:
         return await _stream(rt, ctx, legs, finish)
@@ -83,19 +91,26 @@ async def route(rt: Runtime, ctx: RequestContext) -> ModelRef | None:
 
 
 async def _send(ctx: RequestContext, conn: Connection, call: UpstreamCall) -> bytes:
+    if ctx.capture is not None:
+        ctx.capture.upstream = call.body
     reply = await conn.client.send(call)
     if not isinstance(reply.json, dict):
         raise UpstreamProtocolError("the upstream answered a body that is not a JSON object")
     if call.dialect is None and call.format is ctx.request.format:
         ctx.usage = usage_from_body(call.format, reply.json)
+        if ctx.capture is not None:
+            ctx.capture.response = reply.body
         return reply.body
     started = time.perf_counter()
     try:
         answer = PARSE_RESPONSE[call.dialect or call.format](reply.json)
         ctx.usage = answer.usage
-        return orjson.dumps(EMIT_RESPONSE[ctx.request.format](answer))
+        body = orjson.dumps(EMIT_RESPONSE[ctx.request.format](answer))
     finally:
         ctx.timings.mark(CONVERSION, started)
+    if ctx.capture is not None:  # what the client receives: the converted answer
+        ctx.capture.response = body
+    return body
 
 
 async def _stream(rt: Runtime, ctx: RequestContext, legs: list[Any], finish: Finish) -> StreamingCompletion:
@@ -114,6 +129,8 @@ async def _stream(rt: Runtime, ctx: RequestContext, legs: list[Any], finish: Fin
             call.body["stream_options"] = {**(opts if isinstance(opts, dict) else {}), "include_usage": True}
         if fmt is Format.CHAT_COMPLETIONS and not client_wants_usage:
             strip = converting or getattr(conn.provider, "stream_usage", False)
+        if ctx.capture is not None:
+            ctx.capture.upstream = call.body
         upstream: UpstreamStream = await conn.client.open_stream(call)
         if converting:
             # Anthropic's message_start announces input usage before any upstream reports it.

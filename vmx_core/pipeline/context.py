@@ -9,14 +9,18 @@ import uuid
 from typing import Any
 
 from attrs import define, field
+from opentelemetry.trace import Span
 
+from vmx_core.audit.payload import Payload, PayloadCapture
 from vmx_core.audit.record import Attempt, AuditRecord
 from vmx_core.config.models import ResourceConfig
 from vmx_core.errors import RequestError
 from vmx_core.request import ClientRequest, Envelope, header_value, metadata_headers
 from vmx_core.runtime import Connection, Runtime, Tenant
 from vmx_core.security.apikeys import ApiKey
+from vmx_core.telemetry import Telemetry, default_telemetry
 from vmx_core.timing import Timings
+from vmx_core.wire.errors import body_for
 from vmx_core.wire.usage import Usage
 
 
@@ -44,6 +48,11 @@ class RequestContext:
     status: int = 0
     error: RequestError | None = None
     finished: bool = False
+    #: References to the bodies for ``request_audit_payload``; ``None`` when payloads are off.
+    capture: PayloadCapture | None = None
+    telemetry: Telemetry = field(factory=default_telemetry)
+    #: The ``vmx.request`` span, ended when the request finishes.
+    span: Span | None = None
     #: The current leg's capacity ticket (vmx_core.capacity.gate.Ticket), until settled.
     capacity: Any = None
     #: Input estimate + maximum output, computed once when a token limit needs it.
@@ -113,7 +122,16 @@ class RequestContext:
             routing_ms=stages.get("routing", 0.0),
             source_ip=self.request.source_ip,
             stages=dict(stages),
+            payload=self._payload() if self.capture is not None else None,
         )
+
+    def _payload(self) -> Payload:
+        assert self.capture is not None
+        secrets = [self.request.api_key or ""]
+        if self.tenant is not None:
+            secrets += [s.reveal() for c in self.tenant.connections.values() for s in c.config.credentials.values()]
+        error_body = body_for(self.error, self.request.format) if self.error is not None else None
+        return self.capture.freeze(self.request.body, error_body, secrets)
 
     def log_fields(self) -> dict[str, Any]:
         """The canonical request log line: names, statuses and durations, never a secret."""

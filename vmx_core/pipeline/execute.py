@@ -64,100 +64,102 @@ async def run_legs(
     refused: list[InvalidRequest] = []
     for leg in legs:
         conn = ctx.tenant.connections[leg.ref.connection]
-        target = target_format(fmt, conn.provider.formats)
-        dialect = provider_dialect(conn.provider) if target is None else None
-        if target is None and dialect is None:
-            unsupported.append(f"{conn.name} ({conn.provider.name})")
-            ctx.attempts.append(Attempt(conn.name, conn.provider.name, leg.ref.model, None, "unsupported_format", 0.0))
-            continue
-        converted: dict[str, Any] | None = None
-        if target is not fmt:
-            try:
-                converted = converted_body(ctx, leg.ref, target or dialect or "")
-            except InvalidRequest as exc:
-                # Another leg (one that speaks the client's shape) may still serve it.
-                refused.append(exc)
-                ctx.attempts.append(
-                    Attempt(conn.name, conn.provider.name, leg.ref.model, None, "unsupported_feature", 0.0, exc.message[:300])
+        with ctx.telemetry.leg(ctx, conn, leg.ref.model):
+            target = target_format(fmt, conn.provider.formats)
+            dialect = provider_dialect(conn.provider) if target is None else None
+            if target is None and dialect is None:
+                unsupported.append(f"{conn.name} ({conn.provider.name})")
+                ctx.attempts.append(Attempt(conn.name, conn.provider.name, leg.ref.model, None, "unsupported_format", 0.0))
+                continue
+            converted: dict[str, Any] | None = None
+            if target is not fmt:
+                try:
+                    converted = converted_body(ctx, leg.ref, target or dialect or "")
+                except InvalidRequest as exc:
+                    # Another leg (one that speaks the client's shape) may still serve it.
+                    refused.append(exc)
+                    ctx.attempts.append(
+                        Attempt(conn.name, conn.provider.name, leg.ref.model, None, "unsupported_feature", 0.0, exc.message[:300])
+                    )
+                    continue
+            circuit = (ctx.tenant.workspace, ctx.tenant.environment, conn.name)
+            cb_config = ctx.resource.circuit_breaker if breaker is not None else None
+            if breaker is not None and cb_config is not None and not breaker.allow(circuit, cb_config):
+                ctx.attempts.append(Attempt(conn.name, conn.provider.name, leg.ref.model, None, "circuit_open", 0.0))
+                continue
+            if capacity is not None:
+                try:
+                    await gate_stage.admit(capacity, ctx, conn)
+                except CapacityRefused as refusal:
+                    ctx.attempts.append(Attempt(conn.name, conn.provider.name, leg.ref.model, 429, "capacity_exhausted", 0.0))
+                    if not refusal.connection_only:
+                        raise
+                    refusals.append(refusal)
+                    continue
+            tries = 1 + leg.ref.max_retries
+            for try_no in range(tries):
+                remaining = ctx.remaining()
+                if remaining <= 0:
+                    await _refund(capacity, ctx)
+                    raise UpstreamTimeout(_timeout_message(ctx))
+                leg_timeout = min(remaining, leg.ref.timeout_ms / 1000 if leg.ref.timeout_ms else remaining)
+                built = time.perf_counter()
+                body = upstream_body(ctx, leg.ref) if converted is None else dict(converted)
+                ctx.timings.mark("conversion", built)
+                call = UpstreamCall(
+                    format=target or fmt,
+                    dialect=dialect,
+                    model=leg.ref.model,
+                    body=body,
+                    stream=ctx.stream,
+                    timeout=leg_timeout,
+                    idle_timeout=ctx.resource.stream_idle_timeout_ms / 1000,
+                    headers=passthrough_headers(ctx, target or fmt) if dialect is None else {},
                 )
-                continue
-        circuit = (ctx.tenant.workspace, ctx.tenant.environment, conn.name)
-        cb_config = ctx.resource.circuit_breaker if breaker is not None else None
-        if breaker is not None and cb_config is not None and not breaker.allow(circuit, cb_config):
-            ctx.attempts.append(Attempt(conn.name, conn.provider.name, leg.ref.model, None, "circuit_open", 0.0))
-            continue
-        if capacity is not None:
-            try:
-                await gate_stage.admit(capacity, ctx, conn)
-            except CapacityRefused as refusal:
-                ctx.attempts.append(Attempt(conn.name, conn.provider.name, leg.ref.model, 429, "capacity_exhausted", 0.0))
-                if not refusal.connection_only:
-                    raise
-                refusals.append(refusal)
-                continue
-        tries = 1 + leg.ref.max_retries
-        for try_no in range(tries):
-            remaining = ctx.remaining()
-            if remaining <= 0:
-                await _refund(capacity, ctx)
-                raise UpstreamTimeout(_timeout_message(ctx))
-            leg_timeout = min(remaining, leg.ref.timeout_ms / 1000 if leg.ref.timeout_ms else remaining)
-            built = time.perf_counter()
-            body = upstream_body(ctx, leg.ref) if converted is None else dict(converted)
-            ctx.timings.mark("conversion", built)
-            call = UpstreamCall(
-                format=target or fmt,
-                dialect=dialect,
-                model=leg.ref.model,
-                body=body,
-                stream=ctx.stream,
-                timeout=leg_timeout,
-                idle_timeout=ctx.resource.stream_idle_timeout_ms / 1000,
-                headers=passthrough_headers(ctx, target or fmt) if dialect is None else {},
-            )
-            ctx.connection, ctx.model = conn, leg.ref.model
-            started = time.perf_counter()
-            try:
-                async with asyncio.timeout(leg_timeout):
-                    result = await attempt(ctx, conn, call)
-            except TimeoutError:
-                error: ProviderError = UpstreamTimeoutError(f"no answer within {leg_timeout * 1000:.0f} ms")
-            except ProviderError as exc:
-                error = exc
-            else:
+                ctx.connection, ctx.model = conn, leg.ref.model
+                started = time.perf_counter()
+                try:
+                    with ctx.telemetry.upstream_call(ctx, conn, call):
+                        async with asyncio.timeout(leg_timeout):
+                            result = await attempt(ctx, conn, call)
+                except TimeoutError:
+                    error: ProviderError = UpstreamTimeoutError(f"no answer within {leg_timeout * 1000:.0f} ms")
+                except ProviderError as exc:
+                    error = exc
+                else:
+                    ctx.attempts.append(
+                        Attempt(conn.name, conn.provider.name, leg.ref.model, 200, None, (time.perf_counter() - started) * 1000)
+                    )
+                    if breaker is not None and cb_config is not None:
+                        breaker.record(circuit, failed=False)
+                    return result
+                finally:
+                    ctx.timings.upstream_ms += (time.perf_counter() - started) * 1000
+                status = error.status if isinstance(error, UpstreamHTTPError) else None
                 ctx.attempts.append(
-                    Attempt(conn.name, conn.provider.name, leg.ref.model, 200, None, (time.perf_counter() - started) * 1000)
+                    Attempt(
+                        conn.name, conn.provider.name, leg.ref.model, status, error.reason,
+                        (time.perf_counter() - started) * 1000, error.message[:300],
+                    )
                 )
                 if breaker is not None and cb_config is not None:
-                    breaker.record(circuit, failed=False)
-                return result
-            finally:
-                ctx.timings.upstream_ms += (time.perf_counter() - started) * 1000
-            status = error.status if isinstance(error, UpstreamHTTPError) else None
-            ctx.attempts.append(
-                Attempt(
-                    conn.name, conn.provider.name, leg.ref.model, status, error.reason,
-                    (time.perf_counter() - started) * 1000, error.message[:300],
-                )
-            )
-            if breaker is not None and cb_config is not None:
-                failed = is_upstream_failure(ctx.attempts[-1])
-                if failed is not None:
-                    breaker.record(circuit, failed=failed)
-            # A leg timed out on the request deadline itself: that is a 504 even when the timer
-            # fired a hair before ``remaining()`` (perf_counter) reaches 0 -- the event loop's
-            # clock is another clock, with coarser (uvloop: millisecond) resolution.
-            deadline_hit = isinstance(error, UpstreamTimeoutError) and leg_timeout >= remaining
-            if deadline_hit or ctx.remaining() <= 0:
-                await _refund(capacity, ctx)
-                raise UpstreamTimeout(_timeout_message(ctx))
-            if not should_fail_over(error, ctx.resource):
-                await _refund(capacity, ctx)
-                raise rejected(error)
-            if try_no + 1 < tries and await _wait_retry_after(ctx, error):
-                continue
-            break
-        await _refund(capacity, ctx)
+                    failed = is_upstream_failure(ctx.attempts[-1])
+                    if failed is not None:
+                        breaker.record(circuit, failed=failed)
+                # A leg timed out on the request deadline itself: that is a 504 even when the timer
+                # fired a hair before ``remaining()`` (perf_counter) reaches 0 -- the event loop's
+                # clock is another clock, with coarser (uvloop: millisecond) resolution.
+                deadline_hit = isinstance(error, UpstreamTimeoutError) and leg_timeout >= remaining
+                if deadline_hit or ctx.remaining() <= 0:
+                    await _refund(capacity, ctx)
+                    raise UpstreamTimeout(_timeout_message(ctx))
+                if not should_fail_over(error, ctx.resource):
+                    await _refund(capacity, ctx)
+                    raise rejected(error)
+                if try_no + 1 < tries and await _wait_retry_after(ctx, error):
+                    continue
+                break
+            await _refund(capacity, ctx)
     if refusals and all(a.reason in _NOT_TRIED for a in ctx.attempts):
         # Every leg was refused by the gateway itself: 429, retry when the first one frees up.
         first_free = min(refusals, key=lambda r: int(r.headers.get("retry-after", "1")))

@@ -34,16 +34,21 @@ async def relay(
 ) -> AsyncIterator[bytes]:
     ctx.status = CLIENT_CLOSED
     fmt = ctx.request.format
+    capture = ctx.capture
     timings = ctx.timings
     # Frames that arrived in one upstream read leave in one write: the same bytes, and one ASGI
     # message per frame costs more than the relay itself.  ``ready`` (how many parsed events
     # wait behind this one) is optional on an upstream stream; without it every frame flushes.
+    # The payload capture records each frame as its write is handed out.
     batch: list[bytes] = list(held)
     try:
         while not watcher.terminal:
             if batch and getattr(upstream, "ready", 0) == 0:
                 # Suspended at the yield while the server writes and the client reads: that
                 # wait is the client's, not gateway overhead.
+                if capture is not None:
+                    for frame in batch:
+                        capture.frame(frame)
                 handed = time.perf_counter()
                 out, batch = b"".join(batch), []
                 yield out
@@ -66,6 +71,9 @@ async def relay(
             if watcher.observe(ev):
                 batch.append(ev.raw)
         if batch:
+            if capture is not None:
+                for frame in batch:
+                    capture.frame(frame)
             out, batch = b"".join(batch), []
             yield out
         if not watcher.terminal:
@@ -77,7 +85,12 @@ async def relay(
         err = UpstreamFailed(f"upstream stream failed after the first byte: {exc.message}")
         ctx.status, ctx.error = 502, err
         # What was relayed before the failure still goes out, then the in-band error.
-        yield b"".join([*batch, stream_error_frame(err, fmt, watcher.events)])
+        frame = stream_error_frame(err, fmt, watcher.events)
+        if capture is not None:
+            for pending in batch:
+                capture.frame(pending)
+            capture.frame(frame)
+        yield b"".join([*batch, frame])
     finally:
         ctx.usage = watcher.usage or ctx.usage
         # Shielded: the client may have gone away (cancellation), and the upstream

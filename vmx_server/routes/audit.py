@@ -1,4 +1,4 @@
-"""``GET /v1/request-audit/{ws}/{env}`` and ``POST /v1/request-usage/{ws}/{env}``.
+"""``GET /v1/request-audit/{ws}/{env}`` (and ``.../{id}/payload``) and ``POST /v1/request-usage/{ws}/{env}``.
 
 When ``VMX_ADMIN_TOKEN`` or ``management.oidc`` is set, the caller must present one, and its
 roles must allow ``request-audit:list`` / ``request-usage:query`` on
@@ -8,6 +8,7 @@ its own workspaces).  With neither set, these read-only APIs stay open, as befor
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 
 import orjson
@@ -18,7 +19,7 @@ from starlette.routing import Route
 from vmx_core import Gateway
 from vmx_core.audit.api import audit_page, find_store, usage_report
 from vmx_core.audit.query import AuditQuery, UsageQuery
-from vmx_core.errors import AuditStoreError, InvalidRequest, RequestError
+from vmx_core.errors import AuditStoreError, InvalidRequest, NotFound, RequestError
 from vmx_core.security.admin import AdminAuth
 from vmx_core.security.policies import resource_name
 from vmx_core.security.principal import authorize
@@ -55,6 +56,17 @@ def routes(gateway: Gateway, auth: AdminAuth | None = None) -> list[Route]:
         query = AuditQuery.from_params(ws, env, dict(request.query_params))
         return Response(orjson.dumps(await audit_page(find_store(gateway), query)), media_type="application/json")
 
+    async def payload(request: Request) -> Response:
+        ws, env, rid = (request.path_params[k] for k in ("workspace", "environment", "id"))
+        try:
+            uuid.UUID(rid)
+        except ValueError:
+            raise InvalidRequest("id: must be a request id (UUID)", param="id") from None
+        row = await find_store(gateway).fetch_payload(ws, env, rid)
+        if row is None:
+            raise NotFound(f"no stored payload for request {rid} (audit.payloads may be none)")
+        return Response(orjson.dumps(row), media_type="application/json")
+
     async def usage(request: Request) -> Response:
         ws, env = request.path_params["workspace"], request.path_params["environment"]
         try:
@@ -67,6 +79,9 @@ def routes(gateway: Gateway, auth: AdminAuth | None = None) -> list[Route]:
     return [
         Route("/v1/request-audit/{workspace}/{environment}", _guarded(gateway, auth, "request-audit:list", audit),
               methods=["GET"]),
+        # A stored payload is part of the audit record: the same permission as listing it.
+        Route("/v1/request-audit/{workspace}/{environment}/{id}/payload",
+              _guarded(gateway, auth, "request-audit:list", payload), methods=["GET"]),
         Route("/v1/request-usage/{workspace}/{environment}", _guarded(gateway, auth, "request-usage:query", usage),
               methods=["POST"]),
     ]
