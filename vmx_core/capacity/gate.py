@@ -40,6 +40,8 @@ _pool_denials = metrics.get_meter("vmx").create_counter(
 #: The shortest pause between two admission attempts of a waiting request: a Retry-After of
 #: 0 (a bucket about to leave the window) must not turn the wait into a busy loop.
 MIN_POLL_S = 0.05
+#: How often a waiting request renews its unmet demand: well inside the unmet window.
+RENEW_S = UNMET.seconds / 2
 
 
 class CapacityRefused(CapacityExhausted):
@@ -165,6 +167,7 @@ class Gate:
         pool = self.pool_check(s)
         waited_until = self.clock() + (min(self._max_wait(s), patience) if pool is not None else 0.0)
         recorded = self.clock()
+        claims: list[float] = []  # when this request recorded unmet demand
         while True:
             now = self.clock()
             try:
@@ -177,19 +180,24 @@ class Gate:
                 remaining = Remaining.tightest(checks, admission.counts, charged=True)
                 buckets = tuple(c.window.bucket(now) for c in checks)
                 share = (pool.used_keys[pool.asker], pool.budget) if pool is not None else None
+                if claims and pool is not None:
+                    await self._withdraw(pool, claims, tokens, now)
                 return Ticket(limits, checks, buckets, now, tokens, remaining, share)
             if pool is None or not _limits_fit(checks, admission.counts, pool):
                 raise self._refusal(limits, checks, admission.counts, now)
             refused = self._pool_refusal(s, checks, admission, pool, now)
+            if pool.record_unmet:
+                claims.append(now)
             left = waited_until - self.clock()
             if left <= 0:
                 self.pool_denials += 1
                 _pool_denials.add(1)
                 raise refused
-            await self.sleep(min(left, max(MIN_POLL_S, refused.wait)))
-            # A waiting request is one unmet demand, not one per attempt: it renews its claim
-            # only as often as the unmet window would otherwise forget it.
-            renew = self.clock() - recorded >= UNMET.seconds / 2
+            # Poll when the share should be free, but at least every RENEW_S: the wait renews its
+            # claim (its unmet demand) before the unmet window forgets it, so what it waits for
+            # stays held for it; in between, polls do not pile up demand (one request, one claim).
+            await self.sleep(min(left, RENEW_S, max(MIN_POLL_S, refused.wait)))
+            renew = self.clock() - recorded >= RENEW_S - MIN_POLL_S  # (a real sleep may end a hair early)
             if renew:
                 recorded = self.clock()
             pool = self.pool_check(s, record_unmet=renew)
@@ -260,6 +268,16 @@ class Gate:
         return CapacityRefused(
             message, headers=headers, connection_only=all(limits[i].level == "connection" for i in refused)
         )
+
+    async def _withdraw(self, pool: PoolCheck, claims: Sequence[float], tokens: int, now: float) -> None:
+        """A request admitted after waiting no longer waits: take back the unmet demand it
+        recorded, so that its pool stops holding room for it."""
+        key = pool.unmet_keys[pool.asker]
+        adjustments = [Adjustment(key, UNMET.bucket(at), UNMET.oldest(now), -1, -tokens, UNMET.ttl_ms()) for at in claims]
+        try:
+            await self.store.adjust(adjustments)
+        except CapacityStoreError as exc:
+            self._count_error(exc, "adjust")
 
     def _max_wait(self, s: Subject) -> float:
         t = self.tenants[(s.workspace, s.environment)]
