@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from tests.capacity.conftest import Clock
 from tests.capacity.pooling import pool, pooled_config, pooled_gate, subject
-from vmx_core.capacity.allocation import allocate
+from vmx_core.capacity.allocation import allocate, decide
 from vmx_core.capacity.gate import PoolRefused, Ticket
 from vmx_core.capacity.memory import MemoryStore
 from vmx_core.capacity.window import Check
@@ -52,6 +52,19 @@ def test_allocation_guarantees_minimums_bounds_and_lends_in_rank_order(case: tup
             assert all(alloc[p] == satisfied[p] for p in range(q)), (q, alloc)
     if sum(alloc) < budget:
         assert list(alloc) == satisfied
+
+
+def test_the_worked_example_of_capacity_md() -> None:
+    """docs/capacity.md's example: bulk is refused its share, batch the room held for
+    interactive's waiting demand, and interactive, within its minimum, is admitted."""
+    minimums, maximums = (24_000, 18_000, 6_000), (60_000, 42_000, 60_000)
+    used, unmet = (6_000, 30_000, 20_000), (8_000, 0, 4_000)
+    bulk = decide(60_000, 56_000, minimums, maximums, used, unmet, 2, 2_000)
+    assert bulk.allocation == (14_000, 30_000, 16_000) and not bulk.share_ok
+    batch = decide(60_000, 56_000, minimums, maximums, used, unmet, 1, 2_000)
+    assert batch.share_ok and batch.held == 8_000 and not batch.room_ok
+    interactive = decide(60_000, 56_000, minimums, maximums, used, unmet, 0, 2_000)
+    assert interactive.within_minimum and interactive.admitted
 
 
 # -- the gate, driven ------------------------------------------------------------------------
