@@ -162,7 +162,7 @@ class RedisStore:
                 self._initialized = True
 
     async def _run(self, script: tuple[str, str], keys: list[str], args: list[Any]) -> Any:
-        from redis.exceptions import NoScriptError, RedisError
+        from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
         text, sha = script
         try:
@@ -174,7 +174,8 @@ class RedisStore:
                 except NoScriptError:
                     # First use on this server (or after a restart): EVAL runs and caches it.
                     return await self.client.eval(text, len(keys), *keys, *args)
-        except RedisError as exc:
+        # RedisClusterException ("cannot be connected", every node down) is not a RedisError.
+        except (RedisError, RedisClusterException) as exc:
             raise CapacityStoreError(f"capacity store {self.uri.split('@')[-1]!r}: {type(exc).__name__}: {exc}") from exc
         except OSError as exc:
             raise CapacityStoreError(f"capacity store {self.uri.split('@')[-1]!r}: {type(exc).__name__}") from exc
