@@ -49,8 +49,8 @@ async def run_legs(
 
     Each leg is first admitted by ``capacity``; a refusal by the leg's connection alone (its
     limits, or its pool gate after any wait) fails over like an upstream 429 (DESIGN §9), any
-    other refusal answers 429 at once.  A failed
-    leg's reservation is refunded; a successful one stays on ``ctx.capacity`` to be settled.
+    other refusal answers 429 at once.  A failed leg's reservation is refunded; a successful
+    one stays on ``ctx.capacity`` to be settled.
 
     Raises the client-facing error: ``UpstreamRejected`` for a 4xx that is the client's fault,
     ``UpstreamTimeout`` when the deadline passes, ``CapacityRefused`` when every leg was refused
