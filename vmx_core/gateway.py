@@ -36,6 +36,7 @@ from vmx_core.reply import Completion, Reply, StreamingCompletion
 from vmx_core.request import ClientRequest
 from vmx_core.routing.breaker import CircuitBreaker
 from vmx_core.routing.health import ConnectionHealth
+from vmx_core.routing.shared import SharedOutcomes
 from vmx_core.runtime import Runtime
 from vmx_core.telemetry import record_request
 from vmx_core.wire.formats import Format
@@ -56,6 +57,8 @@ class Gateway:
     breaker: CircuitBreaker = field(factory=CircuitBreaker)
     #: The capacity store of ``storage.capacity``; kept across reloads.
     capacity_store: CapacityStore | None = None
+    #: Error rates and circuits shared with other processes through a shared capacity store.
+    shared: SharedOutcomes | None = None
     _handler: Handler | None = None
     started: bool = False
     #: Runtimes replaced by a reload that still have requests in flight.
@@ -89,6 +92,11 @@ class Gateway:
             return
         if self.capacity_store is None:
             self.capacity_store = self.plugins.capacity_store(self.config.storage.capacity)
+        if self.shared is None and not self.config.storage.capacity.startswith("memory:"):
+            # Other processes use this store too: let them see the same error rates and circuits.
+            self.shared = self.health.shared = self.breaker.shared = SharedOutcomes(self.capacity_store)
+            await self.shared.start()
+        self._watch_circuits(self.config)
         self.runtime = Runtime.build(
             self.config, self.plugins.providers(), self.plugins.rule_functions(), self.health, self.breaker,
             self.capacity_store,
@@ -121,6 +129,9 @@ class Gateway:
         self._retired.clear()
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
+        if self.shared is not None:
+            await self.shared.aclose()
+            self.shared = self.health.shared = self.breaker.shared = None
         if self.capacity_store is not None:
             await self.capacity_store.aclose()
             self.capacity_store = None
@@ -143,12 +154,23 @@ class Gateway:
             self.capacity_store,
         )
         old, self.runtime, self.config = self.runtime, new, config
+        self._watch_circuits(config)
         if old is not None:
             old.retired = True
             if old.in_flight == 0:
                 await old.aclose()
             else:
                 self._retired.add(old)
+
+    def _watch_circuits(self, config: VmxConfig) -> None:
+        """Have the shared breaker counters of every connection an environment with circuit
+        breakers may call read back from the start, not from this process's first call."""
+        if self.shared is None:
+            return
+        for ws, wcfg in config.workspaces.items():
+            for env, ecfg in wcfg.environments.items():
+                if any(r.circuit_breaker is not None for r in ecfg.resources.values()):
+                    self.shared.watch((ws, env, conn) for conn in ecfg.connections)
 
     def _close_later(self, rt: Runtime) -> None:
         self._retired.discard(rt)
