@@ -192,15 +192,24 @@ def api_key(draw: st.DrawFn, resources: list[str]) -> ApiKeyConfig:
 
 
 @st.composite
-def pool(draw: st.DrawFn, name: str, resources: list[str]) -> PoolConfig:
-    low, high = sorted(draw(st.lists(percent, min_size=2, max_size=2)))
-    return PoolConfig(
-        name=name,
-        rank=draw(st.integers(0, 100)),
-        min_reservation=low,
-        max_reservation=high,
-        resources=draw(st.lists(st.sampled_from(resources), max_size=3)) if resources else [],
-    )
+def pools(draw: st.DrawFn, resources: list[str]) -> list[PoolConfig]:
+    """Pools as validate.py accepts them: each resource in one pool at most, and minimums
+    adding up to 100 at most (at most 2 pools of at most 50 each)."""
+    free = list(resources)
+    out = []
+    for name in draw(st.lists(names, max_size=2, unique=True)):
+        mine = draw(st.lists(st.sampled_from(free), max_size=3, unique=True)) if free else []
+        free = [r for r in free if r not in mine]
+        low = draw(st.floats(0, 50, allow_nan=False))
+        out.append(PoolConfig(
+            name=name,
+            rank=draw(st.integers(0, 100)),
+            min_reservation=low,
+            max_reservation=draw(st.floats(low, 100, allow_nan=False)),
+            resources=mine,
+            max_wait_ms=draw(st.integers(0, 10**6)),
+        ))
+    return out
 
 
 @st.composite
@@ -211,7 +220,7 @@ def environment(draw: st.DrawFn) -> EnvironmentConfig:
         connections={n: draw(connection()) for n in conns},
         resources={n: draw(resource(conns)) for n in res_names},
         api_keys={n: draw(api_key(res_names)) for n in draw(st.lists(names, max_size=2, unique=True))},
-        pools=[draw(pool(n, res_names)) for n in draw(st.lists(names, max_size=2, unique=True))],
+        pools=draw(pools(res_names)),
     )
 
 

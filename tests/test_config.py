@@ -292,11 +292,24 @@ SEMANTIC: list[tuple[str, Callable[[dict[str, Any]], Any], str]] = [
     ("pool bounds", lambda r: _env(r).update(pools=[_pool("p", lo=60, hi=50)]), f"{ENV}.pools[0]"),
     ("pool over 100", lambda r: _env(r).update(pools=[_pool("p", hi=101)]), f"{ENV}.pools[0]"),
     ("pool resource", lambda r: _env(r).update(pools=[_pool("p", resources=["nope"])]), f"{ENV}.pools[0].resources"),
+    ("pool wait", lambda r: _env(r).update(pools=[{**_pool("p"), "max_wait_ms": -1}]), f"{ENV}.pools[0].max_wait_ms"),
+    ("resource in two pools", lambda r: _env(r).update(pools=[_pool("p"), _pool("q")]), f"{ENV}.pools[1].resources"),
+    ("minimums over 100", lambda r: _env(r).update(pools=[_pool("p", lo=60, hi=60), {**_pool("q", lo=40.5, hi=50), "resources": []}]), f"{ENV}.pools"),
 ]
 
 
 def _pool(name: str, lo: float = 10, hi: float = 50, resources: list[str] | None = None) -> dict[str, Any]:
     return {"name": name, "rank": 1, "min_reservation": lo, "max_reservation": hi, "resources": resources or ["chat"]}
+
+
+def test_pool_minimums_add_up_as_written_decimals() -> None:
+    """Minimums of 33.3, 33.3 and 33.4 add up to 100 (not 100.00000000000001): accepted."""
+    raw = _base()
+    raw["workspaces"]["acme"]["environments"]["prod"]["pools"] = [
+        {**_pool(n, lo=lo, hi=lo), "resources": []} for n, lo in (("a", 33.3), ("b", 33.3), ("c", 33.4))
+    ]
+    config = config_from_dict(raw, environ={}, providers=PROVIDERS)
+    assert [p.min_reservation for p in config.workspaces["acme"].environments["prod"].pools] == [33.3, 33.3, 33.4]
 
 
 @pytest.mark.parametrize(("mutate", "path"), [pytest.param(m, p, id=n) for n, m, p in SEMANTIC])

@@ -39,6 +39,7 @@ from vmx_core.reply import Completion, Reply, StreamingCompletion
 from vmx_core.request import ClientRequest
 from vmx_core.routing.breaker import CircuitBreaker
 from vmx_core.routing.health import ConnectionHealth
+from vmx_core.routing.shared import SharedOutcomes
 from vmx_core.runtime import Runtime
 from vmx_core.security.credentials import Credentials
 from vmx_core.telemetry import Telemetry, default_telemetry
@@ -62,6 +63,8 @@ class Gateway:
     capacity_store: CapacityStore | None = None
     #: Spans and metrics; the global OpenTelemetry providers unless given.
     telemetry: Telemetry = field(factory=default_telemetry)
+    #: Error rates and circuits shared with other processes through a shared capacity store.
+    shared: SharedOutcomes | None = None
     _handler: Handler | None = None
     started: bool = False
     #: Runtimes replaced by a reload that still have requests in flight.
@@ -103,6 +106,11 @@ class Gateway:
             return
         if self.capacity_store is None:
             self.capacity_store = self.plugins.capacity_store(self.config.storage.capacity)
+        if self.shared is None and not self.config.storage.capacity.startswith("memory:"):
+            # Other processes use this store too: let them see the same error rates and circuits.
+            self.shared = self.health.shared = self.breaker.shared = SharedOutcomes(self.capacity_store)
+            await self.shared.start()
+        self._watch_circuits(self.config)
         self.runtime = await self._build(self.config)
         self.sinks = collect(self.plugins.hook.vmx_register_audit_sinks(config=self.config))
         for sink in self.sinks:
@@ -134,6 +142,9 @@ class Gateway:
         self._retired.clear()
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
+        if self.shared is not None:
+            await self.shared.aclose()
+            self.shared = self.health.shared = self.breaker.shared = None
         if self.capacity_store is not None:
             await self.capacity_store.aclose()
             self.capacity_store = None
@@ -154,6 +165,7 @@ class Gateway:
             validate(config, self.plugins.providers(), self.plugins.rule_functions())
             new = await self._build(config)
             old, self.runtime, self.config = self.runtime, new, config
+            self._watch_circuits(config)
         if old is not None:
             old.retired = True
             if old.in_flight == 0:
@@ -175,6 +187,16 @@ class Gateway:
             plain, self.plugins.providers(), self.plugins.rule_functions(), self.health, self.breaker,
             self.capacity_store,
         )
+
+    def _watch_circuits(self, config: VmxConfig) -> None:
+        """Have the shared breaker counters of every connection an environment with circuit
+        breakers may call read back from the start, not from this process's first call."""
+        if self.shared is None:
+            return
+        for ws, wcfg in config.workspaces.items():
+            for env, ecfg in wcfg.environments.items():
+                if any(r.circuit_breaker is not None for r in ecfg.resources.values()):
+                    self.shared.watch((ws, env, conn) for conn in ecfg.connections)
 
     def _close_later(self, rt: Runtime) -> None:
         self._retired.discard(rt)

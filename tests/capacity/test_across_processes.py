@@ -13,7 +13,7 @@ import aiohttp
 from tests.conftest import KEY
 from tests.e2e.conftest import e2e_config
 from tests.fakes.openai_upstream import FakeOpenAI
-from tests.services.redis import RedisServer
+from tests.services.redis import RedisCluster, RedisServer
 from vmx_core.tokens import estimate_request
 
 MESSAGES = [{"role": "user", "content": "count me exactly once"}]
@@ -96,6 +96,29 @@ async def test_redis_outage_follows_on_store_error_and_recovers(upstream: FakeOp
     finally:
         redis.stop()
     assert "capacity_store_error" in allow.output()
+
+
+async def test_redis_cluster_outage_follows_on_store_error_and_recovers(upstream: FakeOpenAI, vmx_factory: Any, tmp_path: Path) -> None:
+    """The whole Redis Cluster stops: `allow` serves, `deny` refuses, no driver error leaks;
+    the cluster returns on the same ports: limits apply again."""
+    cluster = RedisCluster(tmp_path)
+    cluster.start()
+    try:
+        limit = {"period": "minute", "requests": 2}
+        allow = await vmx_factory(limited_config(upstream, cluster.url, limit, on_store_error="allow"))
+        deny = await vmx_factory(limited_config(upstream, cluster.url, limit, on_store_error="deny"))
+        body = {"model": "chat", "messages": MESSAGES}
+        assert await fire([allow.base_url(), deny.base_url(), allow.base_url()], 3, body) == Counter({200: 2, 429: 1})
+
+        cluster.stop()
+        assert await fire([allow.base_url()], 3, body) == Counter({200: 3})
+        assert await fire([deny.base_url()], 2, body) == Counter({429: 2})
+
+        cluster.restart()
+        assert await fire([allow.base_url(), deny.base_url()], 4, body) == Counter({200: 2, 429: 2})
+    finally:
+        cluster.stop()
+    assert "capacity_store_error" in allow.output() and "Traceback" not in allow.output() + deny.output()
 
 
 async def _flush(url: str) -> None:

@@ -123,7 +123,16 @@ class RedisCluster:
              "--cluster-replicas", "0", "--cluster-yes"],
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60,
         )
+        self._wait_ok()
 
+    def restart(self) -> None:
+        """Start the stopped nodes again on their ports: each reads back its nodes-PORT.conf,
+        so the same cluster (same slots) forms again, empty (nothing is persisted)."""
+        for node in self.nodes:
+            node.start()
+        self._wait_ok()
+
+    def _wait_ok(self) -> None:
         def ready() -> bool:
             for n in self.nodes:
                 out = subprocess.run(

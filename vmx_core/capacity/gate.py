@@ -5,28 +5,43 @@ plus the maximum output) to every limit that applies: the leg's connection, the 
 the API key.  When the leg finishes, the tokens are reconciled to the real usage; when it fails,
 its tokens are given back (and so are the resource's and key's request counts, because the next
 leg charges them again: a request that fails over is counted once at those levels).
+
+On a connection with a minute token budget in an environment with pools, the same store call
+runs the pool gate (:mod:`vmx_core.capacity.allocation`) and charges the request's pool too; a
+request over its pool's share may wait for it up to the pool's ``max_wait_ms``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import structlog
 from attrs import define, field, frozen
 from opentelemetry import metrics
 
+from vmx_core.capacity.allocation import UNMET, PoolCheck, decide
 from vmx_core.capacity.limits import Limit, limits_of
-from vmx_core.capacity.store import Adjustment, CapacityStore, CapacityStoreError
+from vmx_core.capacity.pools import TenantPools, pool_retry_after
+from vmx_core.capacity.store import Adjustment, Admission, CapacityStore, CapacityStoreError
 from vmx_core.capacity.window import Check, Counts, Remaining, fits, retry_after, retry_after_header
 from vmx_core.config.models import CapacitySettings, VmxConfig
-from vmx_core.errors import CapacityExhausted
+from vmx_core.errors import CapacityExhausted, PrioritizationDenied
 from vmx_core.wire.usage import Usage
 
 log = structlog.get_logger("vmx.capacity")
 _store_errors = metrics.get_meter("vmx").create_counter(
     "vmx.capacity.store_errors", description="capacity store calls that failed (on_store_error applied)"
 )
+_pool_denials = metrics.get_meter("vmx").create_counter(
+    "vmx.capacity.pool_denials", description="legs refused by the prioritization gate (after any wait)"
+)
+#: The shortest pause between two admission attempts of a waiting request: a Retry-After of
+#: 0 (a bucket about to leave the window) must not turn the wait into a busy loop.
+MIN_POLL_S = 0.05
+#: How often a waiting request renews its unmet demand: well inside the unmet window.
+RENEW_S = UNMET.seconds / 2
 
 
 class CapacityRefused(CapacityExhausted):
@@ -36,6 +51,16 @@ class CapacityRefused(CapacityExhausted):
     def __init__(self, message: str, *, headers: Mapping[str, str], connection_only: bool) -> None:
         super().__init__(message, headers=headers)
         self.connection_only = connection_only
+
+
+class PoolRefused(PrioritizationDenied, CapacityRefused):
+    """429 ``prioritization_gate_denied``: the leg's pool is over its share of the connection's
+    budget.  It concerns that connection only, so the next leg may still be admitted."""
+
+    def __init__(self, message: str, *, headers: Mapping[str, str], wait: float) -> None:
+        super().__init__(message, headers=headers, connection_only=True)
+        #: Seconds until the leg would pass (the Retry-After before rounding).
+        self.wait = wait
 
 
 @frozen
@@ -61,6 +86,9 @@ class Ticket:
     now: float
     reserved: int
     remaining: Remaining
+    #: (pool counter, index of the budget check) when a pool gate applied: the pool's counter
+    #: was charged with the budget's tokens, in the same window and bucket.
+    share: tuple[str, int] | None = None
 
     def headers(self) -> dict[str, str]:
         return self.remaining.headers()
@@ -75,16 +103,19 @@ class TenantLimits:
     connections: Mapping[str, tuple[Limit, ...]]
     resources: Mapping[str, tuple[Limit, ...]]
     api_keys: Mapping[str, tuple[Limit, ...]]
+    pools: TenantPools | None = None
 
 
 def index_limits(config: VmxConfig) -> dict[tuple[str, str], TenantLimits]:
     out = {}
     for ws, wcfg in config.workspaces.items():
         for env, ecfg in wcfg.environments.items():
+            conns = {n: limits_of(ws, env, "connection", n, c.capacity) for n, c in ecfg.connections.items() if c.capacity}
             out[(ws, env)] = TenantLimits(
-                {n: limits_of(ws, env, "connection", n, c.capacity) for n, c in ecfg.connections.items() if c.capacity},
+                conns,
                 {n: limits_of(ws, env, "resource", n, r.capacity) for n, r in ecfg.resources.items() if r.capacity},
                 {n: limits_of(ws, env, "api_key", n, k.capacity) for n, k in ecfg.api_keys.items() if k.capacity},
+                TenantPools.build(ws, env, ecfg.pools, conns),
             )
     return out
 
@@ -95,8 +126,12 @@ class Gate:
     settings: CapacitySettings = field(factory=CapacitySettings)
     tenants: Mapping[tuple[str, str], TenantLimits] = field(factory=dict)
     clock: Callable[[], float] = time.time
+    #: How a request waiting for its pool's share pauses (tests pass one that moves their clock).
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     #: Store calls that failed (also counted as the OTel counter vmx.capacity.store_errors).
     store_errors: int = 0
+    #: Legs refused by the pool gate (also the OTel counter vmx.capacity.pool_denials).
+    pool_denials: int = 0
 
     @classmethod
     def build(cls, config: VmxConfig, store: CapacityStore, clock: Callable[[], float] = time.time) -> Gate:
@@ -114,22 +149,58 @@ class Gate:
     def needs_tokens(self, s: Subject) -> bool:
         return any(lim.config.tokens is not None for lim in self.limits(s))
 
-    async def admit(self, s: Subject, tokens: int) -> Ticket:
-        """Charge every applicable limit or none; raise :class:`CapacityRefused` if any is full."""
+    def pool_check(self, s: Subject, record_unmet: bool = True) -> PoolCheck | None:
+        """The pool step of a leg, when its environment has pools and its connection a budget."""
+        t = self.tenants.get((s.workspace, s.environment))
+        if t is None or t.pools is None:
+            return None
+        return t.pools.check(s.connection, s.resource, record_unmet)
+
+    async def admit(self, s: Subject, tokens: int, patience: float = 0.0) -> Ticket:
+        """Charge every applicable limit (and the leg's pool) or none; raise
+        :class:`CapacityRefused` if a limit is full, :class:`PoolRefused` if the pool gate
+        still refuses after waiting up to ``min(pool's max_wait_ms, patience)`` seconds."""
         limits = self.limits(s)
         if not limits:
             return FREE
         checks = tuple(lim.check(s.source_ip, s.metadata, tokens) for lim in limits)
-        now = self.clock()
-        try:
-            admission = await self.store.admit(checks, now)
-        except CapacityStoreError as exc:
-            return self._store_failed(exc, "admit")
-        if admission.admitted:
-            remaining = Remaining.tightest(checks, admission.counts, charged=True)
-            buckets = tuple(c.window.bucket(now) for c in checks)
-            return Ticket(limits, checks, buckets, now, tokens, remaining)
-        raise self._refusal(limits, checks, admission.counts, now)
+        pool = self.pool_check(s)
+        waited_until = self.clock() + (min(self._max_wait(s), patience) if pool is not None else 0.0)
+        recorded = self.clock()
+        claims: list[float] = []  # when this request recorded unmet demand
+        while True:
+            now = self.clock()
+            try:
+                # Without a pool step the call keeps the two-argument form plugin stores written
+                # before pools implement.
+                admission = await (self.store.admit(checks, now, pool) if pool is not None else self.store.admit(checks, now))
+            except CapacityStoreError as exc:
+                return self._store_failed(exc, "admit")
+            if admission.admitted:
+                remaining = Remaining.tightest(checks, admission.counts, charged=True)
+                buckets = tuple(c.window.bucket(now) for c in checks)
+                share = (pool.used_keys[pool.asker], pool.budget) if pool is not None else None
+                if claims and pool is not None:
+                    await self._withdraw(pool, claims, tokens, now)
+                return Ticket(limits, checks, buckets, now, tokens, remaining, share)
+            if pool is None or not _limits_fit(checks, admission.counts, pool):
+                raise self._refusal(limits, checks, admission.counts, now)
+            refused = self._pool_refusal(s, checks, admission, pool, now)
+            if pool.record_unmet:
+                claims.append(now)
+            left = waited_until - self.clock()
+            if left <= 0:
+                self.pool_denials += 1
+                _pool_denials.add(1)
+                raise refused
+            # Poll when the share should be free, but at least every RENEW_S: the wait renews its
+            # claim (its unmet demand) before the unmet window forgets it, so what it waits for
+            # stays held for it; in between, polls do not pile up demand (one request, one claim).
+            await self.sleep(min(left, RENEW_S, max(MIN_POLL_S, refused.wait)))
+            renew = self.clock() - recorded >= RENEW_S - MIN_POLL_S  # (a real sleep may end a hair early)
+            if renew:
+                recorded = self.clock()
+            pool = self.pool_check(s, record_unmet=renew)
 
     async def settle(self, ticket: Ticket, usage: Usage | None) -> None:
         """Reconcile the reservation to the real usage (nothing to do when it is unknown:
@@ -175,6 +246,12 @@ class Gate:
             if dr or dt:
                 w = check.window
                 adjustments.append(Adjustment(check.key, bucket, w.oldest(now), dr, dt, w.ttl_ms()))
+        if ticket.share is not None:
+            # The pool's counter moves with the connection's budget: same tokens, same bucket.
+            key, budget = ticket.share
+            w, (_, dt) = ticket.checks[budget].window, delta(ticket.limits[budget])
+            if dt:
+                adjustments.append(Adjustment(key, ticket.buckets[budget], w.oldest(now), 0, dt, w.ttl_ms()))
         try:
             await self.store.adjust(adjustments)
         except CapacityStoreError as exc:
@@ -192,6 +269,39 @@ class Gate:
             message, headers=headers, connection_only=all(limits[i].level == "connection" for i in refused)
         )
 
+    async def _withdraw(self, pool: PoolCheck, claims: Sequence[float], tokens: int, now: float) -> None:
+        """A request admitted after waiting no longer waits: take back the unmet demand it
+        recorded, so that its pool stops holding room for it."""
+        key = pool.unmet_keys[pool.asker]
+        adjustments = [Adjustment(key, UNMET.bucket(at), UNMET.oldest(now), -1, -tokens, UNMET.ttl_ms()) for at in claims]
+        try:
+            await self.store.adjust(adjustments)
+        except CapacityStoreError as exc:
+            self._count_error(exc, "adjust")
+
+    def _max_wait(self, s: Subject) -> float:
+        t = self.tenants[(s.workspace, s.environment)]
+        assert t.pools is not None
+        return t.pools.max_wait_s[t.pools.pool_of(s.resource)]
+
+    def _pool_refusal(self, s: Subject, checks: Sequence[Check], admission: Admission, pool: PoolCheck, now: float) -> PoolRefused:
+        pools = self.tenants[(s.workspace, s.environment)].pools
+        reading = admission.pool
+        assert pools is not None and reading is not None
+        budget_check = checks[pool.budget]
+        budget, cost = budget_check.max_tokens or 0, budget_check.tokens
+        decision = decide(budget, reading.spent, pool.minimums, pool.maximums, reading.used, reading.unmet, pool.asker, cost)
+        wait = pool_retry_after(pool, budget, cost, reading, decision, admission.counts[pool.budget], now)
+        headers = Remaining.tightest(checks, admission.counts, charged=False).headers()
+        # The tightest token limit is the pool's share: what the pool may still be admitted now.
+        alloc = decision.allocation[pool.asker]
+        room = budget - reading.spent - decision.held
+        headers["x-ratelimit-limit-tokens"] = str(alloc)
+        headers["x-ratelimit-remaining-tokens"] = str(max(0, min(alloc - reading.used[pool.asker], room)))
+        headers["retry-after"] = retry_after_header(wait)
+        message = pools.describe(pool, budget, reading, decision) + f"; retry after {headers['retry-after']} s"
+        return PoolRefused(message, headers=headers, wait=wait)
+
     def _store_failed(self, exc: CapacityStoreError, op: str) -> Ticket:
         self._count_error(exc, op)
         if self.settings.on_store_error == "deny":
@@ -206,6 +316,11 @@ class Gate:
         self.store_errors += 1
         _store_errors.add(1, {"vmx.capacity.op": op, "vmx.capacity.on_store_error": self.settings.on_store_error})
         log.warning("capacity_store_error", op=op, error=str(exc), on_store_error=self.settings.on_store_error)
+
+
+def _limits_fit(checks: Sequence[Check], counts: Sequence[Counts], pool: PoolCheck) -> bool:
+    """Whether every limit fitted, the budget's tokens aside (those are the pool gate's)."""
+    return all(fits(c, n, tokens=i != pool.budget) for i, (c, n) in enumerate(zip(checks, counts, strict=True)))
 
 
 def _fits_requests(check: Check, counts: Counts) -> bool:

@@ -10,10 +10,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
-from attrs import define, field
+from attrs import define, evolve, field
 
+from vmx_core.capacity.allocation import UNMET, Decision, PoolCheck, PoolReading, decide
 from vmx_core.capacity.store import Adjustment, Admission
-from vmx_core.capacity.window import Check, Counts, fits
+from vmx_core.capacity.window import Check, Counts, Window, fits
 
 #: Sweep idle counters every this many operations (keys per source IP would pile up otherwise).
 SWEEP_EVERY = 4096
@@ -28,20 +29,53 @@ class MemoryStore:
     _lock: threading.Lock = field(factory=threading.Lock)
     _ops: int = 0
 
-    async def admit(self, checks: Sequence[Check], now: float) -> Admission:
+    async def admit(self, checks: Sequence[Check], now: float, pool: PoolCheck | None = None) -> Admission:
         with self._lock:
             self._maybe_sweep(now)
             counts = [self._read(c, now) for c in checks]
-            if not all(fits(c, n) for c, n in zip(checks, counts, strict=True)):
+            limits_ok = all(
+                fits(c, n, tokens=pool is None or i != pool.budget) for i, (c, n) in enumerate(zip(checks, counts, strict=True))
+            )
+            reading, admitted = None, limits_ok
+            if pool is not None:
+                reading, decision = self._pool_step(checks, counts, pool, now)
+                admitted = limits_ok and decision.admitted
+            if not admitted:
+                if pool is not None and limits_ok and pool.record_unmet:
+                    cost = checks[pool.budget].tokens
+                    self._charge(pool.unmet_keys[pool.asker], UNMET, now, 1, cost)
                 detailed = tuple(self._read(c, now, detail=True) for c in checks)
-                return Admission(False, detailed)
+                if reading is not None:
+                    assert pool is not None
+                    mine = self._read(self._reader(pool.used_keys[pool.asker], pool.used_window), now, detail=True)
+                    reading = evolve(reading, asker_buckets=mine.buckets)
+                return Admission(False, detailed, reading)
             for c in checks:
-                if not (c.requests or c.tokens):
-                    continue  # a charge of nothing (a read) creates no bucket, as in Redis
-                self._add(c.key, c.window.bucket(now), c.requests, c.tokens)
-                ttl = c.window.ttl_ms()
-                self.expires[c.key] = now + ttl / 1000 if ttl else 0.0
-            return Admission(True, tuple(counts))
+                if c.requests or c.tokens:  # a charge of nothing (a read) creates no bucket, as in Redis
+                    self._charge(c.key, c.window, now, c.requests, c.tokens)
+            if pool is not None:
+                self._charge(pool.used_keys[pool.asker], pool.used_window, now, 1, checks[pool.budget].tokens)
+            return Admission(True, tuple(counts), reading)
+
+    def _pool_step(
+        self, checks: Sequence[Check], counts: Sequence[Counts], pool: PoolCheck, now: float
+    ) -> tuple[PoolReading, Decision]:
+        budget = checks[pool.budget]
+        assert budget.max_tokens is not None
+        used = tuple(self._read(self._reader(k, pool.used_window), now).tokens for k in pool.used_keys)
+        unmet = tuple(self._read(self._reader(k, UNMET), now).tokens for k in pool.unmet_keys)
+        spent = counts[pool.budget].tokens
+        decision = decide(budget.max_tokens, spent, pool.minimums, pool.maximums, used, unmet, pool.asker, budget.tokens)
+        return PoolReading(spent, used, unmet), decision
+
+    @staticmethod
+    def _reader(key: str, window: Window) -> Check:
+        return Check(key, window, None, None, 0, 0)
+
+    def _charge(self, key: str, window: Window, now: float, requests: int, tokens: int) -> None:
+        self._add(key, window.bucket(now), requests, tokens)
+        ttl = window.ttl_ms()
+        self.expires[key] = now + ttl / 1000 if ttl else 0.0
 
     async def adjust(self, adjustments: Sequence[Adjustment]) -> None:
         with self._lock:

@@ -2,8 +2,8 @@
 
 Each admission is one ``EVALSHA`` of ``lua/admit.lua`` (shipped as package data), so the check
 and the charge of every counter happen in one atomic step on the server.  On a cluster, every
-key of one admission carries the same hash tag (see :mod:`vmx_core.capacity.keys`), so the
-script's keys live in one slot, as Redis Cluster requires.
+key of one admission carries the same hash tag (see :func:`vmx_core.capacity.limits.tenant_tag`;
+the pool counters too), so the script's keys live in one slot, as Redis Cluster requires.
 
 Redis errors are wrapped in :class:`CapacityStoreError` here, at the boundary: the gate decides
 what an unreachable store means (``capacity.on_store_error``).
@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from attrs import define, field
 
+from vmx_core.capacity.allocation import UNMET, PoolCheck, PoolReading
 from vmx_core.capacity.store import Adjustment, Admission, CapacityStoreError
 from vmx_core.capacity.window import Check, Counts
 
@@ -29,6 +30,11 @@ DEFAULT_TIMEOUT_S = 0.5
 #: Store calls in flight per process (and connections per server): beyond it calls queue here
 #: instead of failing with the driver's "too many connections".
 MAX_IN_FLIGHT = 64
+
+
+def _buckets(flat: list[Any]) -> dict[int, tuple[int, int]]:
+    """``{bucket, r, t, bucket, r, t, ...}`` from the script, as a dict."""
+    return {int(flat[j]): (int(flat[j + 1]), int(flat[j + 2])) for j in range(0, len(flat), 3)}
 
 
 def _script(name: str) -> tuple[str, str]:
@@ -87,10 +93,11 @@ class RedisStore:
             )
         return cls(client, uri, parts.scheme == "redis+cluster")
 
-    async def admit(self, checks: Sequence[Check], now: float) -> Admission:
+    async def admit(self, checks: Sequence[Check], now: float, pool: PoolCheck | None = None) -> Admission:
         if not checks:
             return Admission(True, ())
-        args: list[Any] = []
+        n, m = len(checks), len(pool.used_keys) if pool is not None else 0
+        args: list[Any] = [n, m]
         for c in checks:
             w = c.window
             args += [
@@ -102,19 +109,30 @@ class RedisStore:
                 c.tokens,
                 w.ttl_ms(),
             ]
-        raw = await self._run(ADMIT, [c.key for c in checks], args)
+        keys = [c.key for c in checks]
+        if pool is not None:
+            uw = pool.used_window
+            args += [pool.budget + 1, pool.asker + 1, 1 if pool.record_unmet else 0]
+            args += [uw.oldest(now), uw.bucket(now), uw.ttl_ms(), UNMET.oldest(now), UNMET.bucket(now), UNMET.ttl_ms()]
+            for lo, hi in zip(pool.minimums, pool.maximums, strict=True):
+                args += [lo, hi]
+            keys += [*pool.used_keys, *pool.unmet_keys]
+        raw = await self._run(ADMIT, keys, args)
         admitted = int(raw[0]) == 1
-        n = len(checks)
-        counts = []
-        for i in range(n):
-            r, t = int(raw[1 + 2 * i]), int(raw[2 + 2 * i])
-            per: dict[int, tuple[int, int]] = {}
-            if not admitted:
-                flat = raw[1 + 2 * n + i]
-                for j in range(0, len(flat), 3):
-                    per[int(flat[j])] = (int(flat[j + 1]), int(flat[j + 2]))
-            counts.append(Counts(r, t, per))
-        return Admission(admitted, tuple(counts))
+        sums = [int(v) for v in raw[1 : 1 + 2 * n + 2 * m]]
+        details = raw[1 + 2 * n + 2 * m :]
+        counts = tuple(
+            Counts(sums[2 * i], sums[2 * i + 1], {} if admitted else _buckets(details[i])) for i in range(n)
+        )
+        reading = None
+        if pool is not None:
+            reading = PoolReading(
+                counts[pool.budget].tokens,
+                tuple(sums[2 * n : 2 * n + m]),
+                tuple(sums[2 * n + m :]),
+                {} if admitted else _buckets(details[n]),
+            )
+        return Admission(admitted, counts, reading)
 
     async def adjust(self, adjustments: Sequence[Adjustment]) -> None:
         if not adjustments:
@@ -144,7 +162,7 @@ class RedisStore:
                 self._initialized = True
 
     async def _run(self, script: tuple[str, str], keys: list[str], args: list[Any]) -> Any:
-        from redis.exceptions import NoScriptError, RedisError
+        from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
         text, sha = script
         try:
@@ -156,7 +174,8 @@ class RedisStore:
                 except NoScriptError:
                     # First use on this server (or after a restart): EVAL runs and caches it.
                     return await self.client.eval(text, len(keys), *keys, *args)
-        except RedisError as exc:
+        # RedisClusterException ("cannot be connected", every node down) is not a RedisError.
+        except (RedisError, RedisClusterException) as exc:
             raise CapacityStoreError(f"capacity store {self.uri.split('@')[-1]!r}: {type(exc).__name__}: {exc}") from exc
         except OSError as exc:
             raise CapacityStoreError(f"capacity store {self.uri.split('@')[-1]!r}: {type(exc).__name__}") from exc

@@ -1,7 +1,9 @@
 """What a capacity store is: the one atomic primitive every backend implements.
 
 A store knows nothing about periods, levels or pools: it sums buckets, compares, and adds,
-for all the checks of one admission at once (:mod:`vmx_core.capacity.window` plans them).
+for all the checks of one admission at once (:mod:`vmx_core.capacity.window` plans them), and
+runs the pool gate's decision (:func:`vmx_core.capacity.allocation.decide`) inside the same
+atomic step when the admission carries a :class:`~vmx_core.capacity.allocation.PoolCheck`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Protocol, runtime_checkable
 
 from attrs import frozen
 
+from vmx_core.capacity.allocation import PoolCheck, PoolReading
 from vmx_core.capacity.window import Check, Counts
 from vmx_core.errors import VmxError
 
@@ -25,6 +28,8 @@ class Admission:
 
     admitted: bool
     counts: tuple[Counts, ...]
+    #: What the pool step read, when the admission had one.
+    pool: PoolReading | None = None
 
 
 @frozen
@@ -46,9 +51,14 @@ class Adjustment:
 class CapacityStore(Protocol):
     """A backend for ``storage.capacity``, returned by the ``vmx_capacity_store`` hook."""
 
-    async def admit(self, checks: Sequence[Check], now: float) -> Admission:
+    async def admit(self, checks: Sequence[Check], now: float, pool: PoolCheck | None = None) -> Admission:
         """Atomically: read every check's counted buckets; if *all* fit, add every charge to
-        the current bucket; else change nothing and return the buckets of each check."""
+        the current bucket; else change nothing and return the buckets of each check.
+
+        With ``pool``: the budget check's tokens are left to the pool gate, which reads every
+        pool's counters and decides in the same step; on admission the asker's used counter is
+        charged too; when only the pool gate refused, the cost is added to the asker's unmet
+        counter (if ``pool.record_unmet``) and nothing else changes."""
         ...
 
     async def adjust(self, adjustments: Sequence[Adjustment]) -> None:

@@ -88,10 +88,12 @@ class Counts:
     buckets: Mapping[int, tuple[int, int]] = field(factory=dict)
 
 
-def fits(check: Check, counts: Counts) -> bool:
+def fits(check: Check, counts: Counts, tokens: bool = True) -> bool:
+    """Whether the charge fits; ``tokens=False`` looks at requests only (a budget whose tokens
+    the pool gate decides)."""
     if check.max_requests is not None and counts.requests + check.requests > check.max_requests:
         return False
-    return not (check.max_tokens is not None and counts.tokens + check.tokens > check.max_tokens)
+    return not (tokens and check.max_tokens is not None and counts.tokens + check.tokens > check.max_tokens)
 
 
 def retry_after(check: Check, counts: Counts, now: float) -> float:

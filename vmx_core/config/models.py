@@ -184,11 +184,15 @@ class ApiKeyConfig:
 
 @frozen
 class PoolConfig:
+    """A prioritization pool (DESIGN §10): a share of each connection's minute token budget."""
+
     name: str
     rank: int
     min_reservation: float
     max_reservation: float
     resources: list[str] = field(factory=list)
+    #: How long a request over the pool's share may wait for it (DESIGN's ``pools.max_wait_ms``).
+    max_wait_ms: int = 0
 
 
 @frozen

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from fractions import Fraction
 from typing import TYPE_CHECKING
 
 from vmx_core.audit.redact import compile_path
@@ -174,7 +175,13 @@ def _check_environment(
     for name, key in env.api_keys.items():
         _check_name(name, f"{path}.api_keys.{name}", errors)
         _check_key(key, f"{path}.api_keys.{name}", env, errors)
+    _check_pools(env, path, errors)
+
+
+def _check_pools(env: EnvironmentConfig, path: str, errors: Errors) -> None:
     seen_pools: set[str] = set()
+    #: resource -> the pool that claimed it first: a request must belong to one pool only.
+    owner: dict[str, str] = {}
     for i, pool in enumerate(env.pools):
         ppath = f"{path}.pools[{i}]"
         if pool.name in seen_pools:
@@ -182,9 +189,17 @@ def _check_environment(
         seen_pools.add(pool.name)
         if not 0 <= pool.min_reservation <= pool.max_reservation <= 100:
             errors.append((ppath, "need 0 <= min_reservation <= max_reservation <= 100"))
+        if pool.max_wait_ms < 0:
+            errors.append((f"{ppath}.max_wait_ms", "must not be negative"))
         for r in pool.resources:
             if r not in env.resources:
                 errors.append((f"{ppath}.resources", f"unknown resource {r!r}"))
+            elif owner.setdefault(r, pool.name) != pool.name:
+                errors.append((f"{ppath}.resources", f"resource {r!r} is already in pool {owner[r]!r}"))
+    # Minimums are guarantees: together they must fit in the budget they are shares of.
+    # Summed as the decimals they were written as (33.3 + 33.3 + 33.4 is 100, not 100.00000000000001).
+    if sum(Fraction(str(p.min_reservation)) for p in env.pools) > 100:
+        errors.append((f"{path}.pools", "the min_reservation of all pools add up to more than 100"))
 
 
 def _check_ref(ref: ModelRef, path: str, env: EnvironmentConfig, errors: Errors) -> None:

@@ -12,6 +12,7 @@ from vmx_core.audit.record import Attempt
 from vmx_core.capacity.gate import CapacityRefused, Gate
 from vmx_core.errors import (
     InvalidRequest,
+    PrioritizationDenied,
     ProviderError,
     RequestError,
     UpstreamFailed,
@@ -48,9 +49,10 @@ async def run_legs(
 ) -> T:
     """Run ``attempt`` on each leg in turn until one succeeds.
 
-    Each leg is first admitted by ``capacity``; a refusal by the leg's connection alone fails
-    over like an upstream 429 (DESIGN §9), any other refusal answers 429 at once.  A failed
-    leg's reservation is refunded; a successful one stays on ``ctx.capacity`` to be settled.
+    Each leg is first admitted by ``capacity``; a refusal by the leg's connection alone (its
+    limits, or its pool gate after any wait) fails over like an upstream 429 (DESIGN §9), any
+    other refusal answers 429 at once.  A failed leg's reservation is refunded; a successful
+    one stays on ``ctx.capacity`` to be settled.
 
     Raises the client-facing error: ``UpstreamRejected`` for a 4xx that is the client's fault,
     ``UpstreamTimeout`` when the deadline passes, ``CapacityRefused`` when every leg was refused
@@ -91,7 +93,8 @@ async def run_legs(
                 try:
                     await gate_stage.admit(capacity, ctx, conn)
                 except CapacityRefused as refusal:
-                    ctx.attempts.append(Attempt(conn.name, conn.provider.name, leg.ref.model, 429, "capacity_exhausted", 0.0))
+                    reason = "prioritization_denied" if isinstance(refusal, PrioritizationDenied) else "capacity_exhausted"
+                    ctx.attempts.append(Attempt(conn.name, conn.provider.name, leg.ref.model, 429, reason, 0.0))
                     if not refusal.connection_only:
                         raise
                     refusals.append(refusal)
@@ -177,7 +180,9 @@ async def run_legs(
 
 
 #: Attempt reasons that mean no upstream call was made.
-_NOT_TRIED = frozenset({"capacity_exhausted", "circuit_open", "unsupported_format", "unsupported_feature"})
+_NOT_TRIED = frozenset(
+    {"capacity_exhausted", "prioritization_denied", "circuit_open", "unsupported_format", "unsupported_feature"}
+)
 
 
 async def _refund(capacity: Gate | None, ctx: RequestContext) -> None:

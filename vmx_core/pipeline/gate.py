@@ -47,13 +47,15 @@ def max_output(body: dict[str, Any], default: int | None) -> int:
 
 
 async def admit(gate: Gate, ctx: RequestContext, conn: Connection) -> None:
-    """Admit the leg on ``conn`` or raise ``CapacityRefused`` (with the 429's headers)."""
+    """Admit the leg on ``conn`` or raise ``CapacityRefused`` (``PoolRefused`` for the pool
+    gate), with the 429's headers."""
     started = time.perf_counter()
     try:
         s = subject(ctx, conn)
         tokens = reservation(ctx) if gate.needs_tokens(s) else 0
         try:
-            ticket = await gate.admit(s, tokens)
+            # A request over its pool's share may wait for it, never past its own deadline.
+            ticket = await gate.admit(s, tokens, patience=max(0.0, ctx.remaining()))
         except CapacityRefused as refused:
             ctx.ratelimit = ratelimit_headers(refused.headers)
             raise

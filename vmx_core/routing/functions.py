@@ -29,7 +29,7 @@ async def error_rate(ctx: RuleContext, window_minutes: Any = 10, connection: Any
     if isinstance(window_minutes, bool) or not isinstance(window_minutes, int | float) or window_minutes <= 0:
         raise EvalError("error_rate(window_minutes): a positive number of minutes")
     name = ctx.connection if connection is None else str(connection)
-    return ctx.health.error_rate((ctx.workspace, ctx.environment, name), float(window_minutes))
+    return await ctx.health.rate((ctx.workspace, ctx.environment, name), float(window_minutes))
 
 
 async def capacity_usage(ctx: RuleContext, period: Any = "minute") -> dict[str, Any]:

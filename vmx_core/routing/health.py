@@ -1,5 +1,6 @@
-"""Per-connection outcome counters in one-minute buckets: the data behind ``error_rate()``
-(and, later, the circuit breaker).  In-process; a shared store comes with the Redis backend.
+"""Per-connection outcome counters in one-minute buckets: the data behind ``error_rate()``.
+In-process; with a shared capacity store (``shared``, :mod:`vmx_core.routing.shared`) the rate
+a rule reads is every gateway process's.
 
 Only the upstream's own failures count (connection errors, timeouts, stalls, a refused
 credential, 408, 429, 5xx): a
@@ -15,6 +16,7 @@ from collections import defaultdict
 from attrs import define, field
 
 from vmx_core.audit.record import Attempt
+from vmx_core.routing.shared import SharedOutcomes
 
 Key = tuple[str, str, str]
 #: Buckets older than this are dropped.
@@ -38,11 +40,15 @@ def is_upstream_failure(attempt: Attempt) -> bool | None:
 class ConnectionHealth:
     #: key -> {minute: [ok, failed]}
     _buckets: dict[Key, dict[int, list[int]]] = field(factory=lambda: defaultdict(dict))
+    #: Outcomes shared with the other gateway processes, when the capacity store is shared.
+    shared: SharedOutcomes | None = None
 
     def record(self, workspace: str, environment: str, attempt: Attempt, now: float | None = None) -> None:
         failed = is_upstream_failure(attempt)
         if failed is None:
             return
+        if self.shared is not None:
+            self.shared.push((workspace, environment, attempt.connection), failed, breaker=False)
         minute = int((now if now is not None else time.time()) // 60)
         buckets = self._buckets[(workspace, environment, attempt.connection)]
         counts = buckets.get(minute)
@@ -62,3 +68,12 @@ class ConnectionHealth:
                 ok, failed = ok + o, failed + f
         total = ok + failed
         return failed / total * 100 if total else 0.0
+
+    async def rate(self, key: Key, window_minutes: float) -> float:
+        """What ``error_rate()`` answers: every process's rate when shared (and the store
+        answers), else this process's."""
+        if self.shared is not None:
+            shared = await self.shared.error_rate(key, window_minutes)
+            if shared is not None:
+                return shared
+        return self.error_rate(key, window_minutes)
