@@ -58,6 +58,14 @@ def region_of(options: BedrockOptions) -> str:
     return options.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 
 
+def _runtime_endpoint(options: BedrockOptions) -> tuple[HttpClient, AwsSigner]:
+    """The pooled session to the region's bedrock-runtime endpoint, and its request signer."""
+    region = region_of(options)
+    base = options.base_url or f"https://bedrock-runtime.{region}.amazonaws.com"
+    http = HttpClient.create(base, {}, max_connections=options.max_connections)
+    return http, AwsSigner(region, role_arn=options.role_arn)
+
+
 @frozen
 class BedrockInvokeProvider:
     name: str = "bedrock-invoke"
@@ -65,11 +73,7 @@ class BedrockInvokeProvider:
     options_type: type[Any] = BedrockOptions
 
     def connect(self, spec: ConnectionSpec) -> BedrockInvokeClient:
-        options: BedrockOptions = spec.options
-        region = region_of(options)
-        base = options.base_url or f"https://bedrock-runtime.{region}.amazonaws.com"
-        http = HttpClient.create(base, {}, max_connections=options.max_connections)
-        return BedrockInvokeClient(http, AwsSigner(region, role_arn=options.role_arn))
+        return BedrockInvokeClient(*_runtime_endpoint(spec.options))
 
 
 class BedrockInvokeClient:
@@ -120,11 +124,7 @@ class BedrockConverseProvider:
     options_type: type[Any] = BedrockOptions
 
     def connect(self, spec: ConnectionSpec) -> BedrockConverseClient:
-        options: BedrockOptions = spec.options
-        region = region_of(options)
-        base = options.base_url or f"https://bedrock-runtime.{region}.amazonaws.com"
-        http = HttpClient.create(base, {}, max_connections=options.max_connections)
-        return BedrockConverseClient(http, AwsSigner(region, role_arn=options.role_arn))
+        return BedrockConverseClient(*_runtime_endpoint(spec.options))
 
 
 class BedrockConverseClient:
