@@ -10,12 +10,13 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import re
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from attrs import frozen
 
-from vmx_core.audit.rows import iso, parse_iso
+from vmx_core.audit.rows import iso, nul_safe, parse_iso
 from vmx_core.errors import InvalidRequest
 
 GRANULARITIES = ("minute", "hour", "day", "week", "month")
@@ -33,6 +34,8 @@ METRICS = (
 )
 _META_KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_BUCKETS = 10_000
+#: The keys of a usage query body (``agg`` is VM-X's name for ``metrics``).
+USAGE_KEYS = frozenset({"granularity", "metrics", "agg", "dimensions", "filter"})
 
 
 @frozen
@@ -58,7 +61,13 @@ class UsageQuery:
     def from_body(cls, workspace: str, environment: str, body: Any, now: dt.datetime | None = None) -> UsageQuery:
         """Parse a ``POST /v1/request-usage`` body; errors name the failing field."""
         if not isinstance(body, Mapping):
-            raise InvalidRequest("the body must be a JSON object")
+            raise InvalidRequest("the body must be a JSON object", param="$")
+        unknown = sorted(set(body) - USAGE_KEYS)
+        if unknown:
+            raise InvalidRequest(f"{unknown[0]}: unknown key (one of {', '.join(sorted(USAGE_KEYS))})",
+                                 param=str(unknown[0]))
+        # Rows are stored NUL-safe (rows.nul_safe); a query matches them the same way.
+        workspace, environment, body = nul_safe(workspace), nul_safe(environment), nul_safe(dict(body))
         granularity = body.get("granularity", "hour")
         if granularity not in GRANULARITIES:
             raise InvalidRequest(f"granularity: must be one of {', '.join(GRANULARITIES)}", param="granularity")
@@ -106,6 +115,7 @@ class AuditQuery:
     @classmethod
     def from_params(cls, workspace: str, environment: str, params: Mapping[str, str]) -> AuditQuery:
         """Parse the audit API's query string."""
+        workspace, environment, params = nul_safe(workspace), nul_safe(environment), nul_safe(dict(params))
         fields: dict[str, Any] = {}
         for key, value in params.items():
             if key in ("resource", "connection", "model", "provider", "api_key") or key.startswith("metadata."):
@@ -241,6 +251,6 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         stamp, row_id = raw.split("|", 1)
-        return parse_iso(stamp), row_id
+        return parse_iso(stamp), str(uuid.UUID(row_id))
     except (ValueError, UnicodeDecodeError):
         raise InvalidRequest("cursor: not a cursor returned by this API", param="cursor") from None
