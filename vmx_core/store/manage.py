@@ -30,7 +30,7 @@ from vmx_core.security.ciphers import is_encrypted
 from vmx_core.security.policies import resource_name
 from vmx_core.security.principal import Principal, authorize
 from vmx_core.store.base import Expect
-from vmx_core.store.objects import KINDS, Key, Stored, path_of
+from vmx_core.store.objects import KINDS, Key, Stored, hashed_key, path_of
 from vmx_core.store.service import ConfigService
 
 _CLASSES: dict[str, type] = {
@@ -111,7 +111,7 @@ class Management:
             await self.service.wait_applied(version)
 
     async def _present(self, row: Stored) -> dict[str, Any]:
-        body = dict(row.body)
+        body = hashed_key(row.body) if row.key.kind == "api-key" else dict(row.body)
         if row.key.kind == "ai-connection":
             body["credentials"] = {k: await self._masked(row.key, v) for k, v in body.get("credentials", {}).items()}
         if row.key.kind in ("pool-definition",):
