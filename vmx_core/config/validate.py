@@ -18,6 +18,7 @@ from vmx_core.config.models import (
 )
 from vmx_core.errors import ConfigError, CredentialError
 from vmx_core.providers import Provider
+from vmx_core.security.apikeys import hash_key
 from vmx_core.security.ciphers import is_encrypted, parse
 
 if TYPE_CHECKING:
@@ -66,6 +67,7 @@ def validate(
             path = f"$.workspaces.{ws_name}.environments.{env_name}"
             _check_name(env_name, path, errors)
             _check_environment(env, path, providers, errors)
+    _check_unique_keys(config, errors)
     if not errors:
         # Rules compile only once references are known to be sound.
         errors.extend(_compile_all_rules(config, rule_functions))
@@ -237,6 +239,24 @@ def _check_key(key: ApiKeyConfig, path: str, env: EnvironmentConfig, errors: Err
         if o not in OVERRIDABLE:
             errors.append((f"{path}.allow_overrides[{i}]", f"{o!r} cannot be overridden (one of: {', '.join(sorted(OVERRIDABLE))})"))
     _check_limits(key.capacity, f"{path}.capacity", errors)
+
+
+def _check_unique_keys(config: VmxConfig, errors: Errors) -> None:
+    """Keys are looked up by hash alone, so two keys with one hash would leave one of them
+    working in the other's tenant (or a workspace could shadow another's key by copying its
+    public ``key_sha256``).  Each copy is reported without naming the other."""
+    where: dict[str, list[str]] = {}
+    for ws_name, ws in config.workspaces.items():
+        for env_name, env in ws.environments.items():
+            for name, key in env.api_keys.items():
+                path = f"$.workspaces.{ws_name}.environments.{env_name}.api_keys.{name}"
+                if key.key_sha256 is not None:
+                    where.setdefault(key.key_sha256, []).append(f"{path}.key_sha256")
+                elif key.key:
+                    where.setdefault(hash_key(key.key.reveal()), []).append(f"{path}.key")
+    for paths in where.values():
+        if len(paths) > 1:
+            errors.extend((p, "another API key has the same key (each key must be unique)") for p in paths)
 
 
 def _check_limits(limits: list[CapacityLimit], path: str, errors: Errors) -> None:

@@ -29,7 +29,7 @@ from vmx_core.security.apikeys import generate_key, hash_key
 from vmx_core.security.ciphers import is_encrypted
 from vmx_core.security.policies import resource_name
 from vmx_core.security.principal import Principal, authorize
-from vmx_core.store.base import Expect
+from vmx_core.store.base import Check, Expect
 from vmx_core.store.objects import KINDS, Key, Stored, hashed_key, path_of
 from vmx_core.store.service import ConfigService
 
@@ -69,6 +69,10 @@ def _resource(key: Key) -> str:
     return resource_name(key.workspace, key.environment, key.kind, key.name or None)
 
 
+def _under(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith((prefix + ".", prefix + "["))
+
+
 def _bad(errors: list[tuple[str, str]]) -> InvalidRequest:
     message = "; ".join(f"{p}: {m}" for p, m in errors)
     return InvalidRequest(f"invalid body: {message}", param=errors[0][0] if errors else None)
@@ -93,18 +97,41 @@ class Management:
                 Key("environment", key.workspace, name=key.environment)) is None:
             raise NotFound(f"environment {key.workspace}/{key.environment} not found")
 
-    def _check(self, key: Key) -> Any:
+    def _check(self, key: Key, who: Principal) -> Check:
         prefix = path_of(key)
 
         def check(rows: list[Stored]) -> None:
             try:
                 self.service.compose(rows)
             except ConfigError as exc:
-                # Paths inside the written object are shown relative to its body.
-                raise _bad([(("$" + p[len(prefix):]) if p.startswith(prefix) else p, m)
-                            for p, m in exc.errors]) from None
+                shown: list[tuple[str, str]] = []
+                hidden = False
+                for p, m in exc.errors:
+                    if _under(p, prefix):  # inside the written object: relative to its body
+                        shown.append(("$" + p[len(prefix):], m))
+                    elif self._may_read(who, p, rows):
+                        shown.append((p, m))
+                    else:
+                        hidden = True
+                if hidden and not shown:
+                    shown.append(("$", "the change would make objects you cannot read invalid"))
+                raise _bad(shown) from None
 
         return check
+
+    def _may_read(self, who: Principal, path: str, rows: list[Stored]) -> bool:
+        """Whether an error at ``path`` (outside the written object) may be shown to ``who``:
+        only when ``who`` may get the object holding it, so a validation error never names
+        another workspace's objects (or a user) to a caller who cannot read them."""
+        owners = [r.key for r in rows if _under(path, path_of(r.key))]
+        if not owners:
+            return who.workspaces is None
+        owner = max(owners, key=lambda k: len(path_of(k)))
+        try:
+            self._authorize(who, "get", owner)
+        except PermissionDenied:
+            return False
+        return True
 
     async def _wait(self, version: int) -> None:
         async with asyncio.timeout(APPLY_TIMEOUT_S):
@@ -242,7 +269,7 @@ class Management:
         self._authorize(who, "create", key)
         await self._require_parents(key)
         stored, plaintext = await self._body(key, body, None)
-        row = await self.service.store.write(key, stored, Expect(exists=False), self._check(key), who.id)
+        row = await self.service.store.write(key, stored, Expect(exists=False), self._check(key, who), who.id)
         assert row is not None
         await self._wait(row.version)
         answer = await self._present(row)
@@ -263,7 +290,7 @@ class Management:
             raise NotFound(f"{kind} {name} not found")
         stored, _ = await self._body(key, body, current)
         expect = Expect(exists=None if kind == "pool-definition" else True, version=if_match)
-        row = await self.service.store.write(key, stored, expect, self._check(key), who.id)
+        row = await self.service.store.write(key, stored, expect, self._check(key, who), who.id)
         assert row is not None
         await self._wait(row.version)
         return Answer(await self._present(row), row.version)
@@ -272,6 +299,6 @@ class Management:
                      name: str | None, if_match: int | None) -> None:
         key = _key(kind, workspace, environment, name)
         self._authorize(who, "delete", key)
-        await self.service.store.write(key, None, Expect(exists=True, version=if_match), self._check(key), who.id)
+        await self.service.store.write(key, None, Expect(exists=True, version=if_match), self._check(key, who), who.id)
         version, _ = await self.service.store.snapshot()
         await self._wait(version)
