@@ -108,7 +108,7 @@ def _check_access(config: VmxConfig, errors: Errors) -> None:
                 errors.append((f"$.roles.{name}.statements[{i}].resources", "must not be empty"))
     known = set(config.roles) | set(SEEDED_ROLES)
     for user, ucfg in config.users.items():
-        if not user or len(user) > 320 or any(c in user for c in "/\\\r\n\x00"):
+        if not valid_user_id(user):
             errors.append((f"$.users.{user}", "a user id is an OIDC sub or email (no '/', at most 320 characters)"))
         for i, role_name in enumerate(ucfg.roles):
             if role_name not in known:
@@ -129,8 +129,18 @@ def _check_access(config: VmxConfig, errors: Errors) -> None:
                 errors.append((f"$.management.oidc.default_roles[{i}]", f"unknown role {role_name!r}"))
 
 
+def valid_name(name: str) -> bool:
+    """A workspace, environment, connection, resource, key, role or pool name."""
+    return _NAME.fullmatch(name) is not None  # fullmatch: `$` alone would let "name\n" through
+
+
+def valid_user_id(user: str) -> bool:
+    """An OIDC ``sub`` or email: 1..320 characters, no ``/``, ``\\``, CR, LF or NUL."""
+    return 0 < len(user) <= 320 and not any(c in user for c in "/\\\r\n\x00")
+
+
 def _check_name(name: str, path: str, errors: Errors) -> None:
-    if not _NAME.match(name):
+    if not valid_name(name):
         errors.append((path, f"{name!r} is not a valid name (letters, digits, '.', '_', '-')"))
 
 

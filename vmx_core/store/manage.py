@@ -22,7 +22,7 @@ from vmx_core.config.models import (
     RoleConfig,
     UserConfig,
 )
-from vmx_core.config.validate import _NAME
+from vmx_core.config.validate import valid_name, valid_user_id
 from vmx_core.errors import ConfigError, CredentialError, InvalidRequest, NotFound, PermissionDenied
 from vmx_core.secrets import mask
 from vmx_core.security.apikeys import generate_key, hash_key
@@ -67,6 +67,36 @@ def _resource(key: Key) -> str:
     if key.kind == "pool-definition":
         return resource_name(key.workspace, key.environment, "pool-definition")
     return resource_name(key.workspace, key.environment, key.kind, key.name or None)
+
+
+def _require_possible(key: Key) -> None:
+    """404 for a name that no stored object can have (checked after authorization, so the
+    answer is the same as for any missing object; and such names never reach the store)."""
+    ok = all(valid_name(n) for n in (key.workspace, key.environment) if n)
+    if key.name:
+        ok = ok and (valid_user_id(key.name) if key.kind == "user" else valid_name(key.name))
+    if not ok:
+        raise NotFound(f"{key.kind} {key.name or key.environment} not found")
+
+
+def _nul_path(value: Any, path: str) -> str | None:
+    """The path of the first string (or key) in a JSON value that holds a NUL character."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            where = f"{path}.{k}"
+            if "\x00" in k:
+                return where.replace("\x00", "\\u0000")
+            found = _nul_path(v, where)
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            found = _nul_path(v, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return None
 
 
 def _under(path: str, prefix: str) -> bool:
@@ -160,6 +190,9 @@ class Management:
         """The normalised object to store, and an API key's plaintext (create only)."""
         if not isinstance(raw, dict):
             raise InvalidRequest("the body must be a JSON object", param="$")
+        nul = _nul_path(raw, "$")
+        if nul is not None:  # PostgreSQL cannot store it, and no name or value needs it
+            raise _bad([(nul, "must not contain NUL characters")])
         data = {k: v for k, v in raw.items() if k != "name"}
         if key.kind == "pool-definition":
             pools = data.get("pools")
@@ -192,7 +225,7 @@ class Management:
     @staticmethod
     def _structure(data: Any, cls: type, path: str) -> Any:
         try:
-            return structure(data, cls, path=path)
+            return structure(data, cls, path=path, strict=True)
         except ConfigError as exc:
             raise _bad(exc.errors) from None
 
@@ -242,6 +275,7 @@ class Management:
                     visible.append(await self._present(row))
             return sorted(visible, key=lambda b: str(b["name"]))
         self._authorize(who, "list", parent)
+        _require_possible(parent)
         await self._require_parents(parent)
         _, rows = await self.service.store.snapshot()
         mine = [r for r in rows if r.key.kind == kind and (r.key.workspace, r.key.environment)
@@ -252,6 +286,7 @@ class Management:
                   name: str | None) -> Answer:
         key = _key(kind, workspace, environment, name)
         self._authorize(who, "get", key)
+        _require_possible(key)
         row = await self.service.store.get(key)
         if row is None:
             if kind == "pool-definition":
@@ -262,11 +297,16 @@ class Management:
 
     async def create(self, who: Principal, kind: str, workspace: str | None, environment: str | None,
                      body: Any) -> Answer:
-        name = body.get("name") if isinstance(body, dict) else None
-        if not isinstance(name, str) or not (_NAME.match(name) if kind != "user" else 0 < len(name) <= 320):
-            raise InvalidRequest("invalid body: $.name: a valid name is required", param="$.name")
+        if not isinstance(body, dict):
+            raise InvalidRequest("the body must be a JSON object", param="$")
+        name = body.get("name")
+        if not isinstance(name, str) or not (valid_user_id(name) if kind == "user" else valid_name(name)):
+            what = "a user id (1..320 characters, no '/', '\\', CR, LF or NUL)" if kind == "user" else (
+                "a name (letters, digits, '.', '_', '-'; at most 128, starting with a letter or digit)")
+            raise InvalidRequest(f"invalid body: $.name: {what} is required", param="$.name")
         key = _key(kind, workspace, environment, name)
         self._authorize(who, "create", key)
+        _require_possible(key)
         await self._require_parents(key)
         stored, plaintext = await self._body(key, body, None)
         row = await self.service.store.write(key, stored, Expect(exists=False), self._check(key, who), who.id)
@@ -281,6 +321,7 @@ class Management:
                      name: str | None, body: Any, if_match: int | None) -> Answer:
         key = _key(kind, workspace, environment, name)
         self._authorize(who, "update", key)
+        _require_possible(key)
         await self._require_parents(key)
         if isinstance(body, dict) and "name" in body and body["name"] != key.name and kind != "pool-definition":
             raise InvalidRequest("invalid body: $.name: does not match the URL (objects cannot be renamed)",
@@ -299,6 +340,7 @@ class Management:
                      name: str | None, if_match: int | None) -> None:
         key = _key(kind, workspace, environment, name)
         self._authorize(who, "delete", key)
+        _require_possible(key)
         await self.service.store.write(key, None, Expect(exists=True, version=if_match), self._check(key, who), who.id)
         version, _ = await self.service.store.snapshot()
         await self._wait(version)
