@@ -1,5 +1,6 @@
 """An API key of workspace alpha on beta's completion endpoints: refused with nothing of beta in
-the answer, and beta's audit rows and usage keep nothing but an anonymous refusal record."""
+the answer; beta's audit keeps its rows and gains only the refusal record any caller without a
+valid key would leave (no key name, no resource, no tokens)."""
 
 from __future__ import annotations
 
@@ -8,20 +9,14 @@ from typing import Any
 
 import aiohttp
 import pytest
-from starlette.applications import Starlette
-from starlette.routing import Route
 
-from tests.conftest import base_config
 from tests.fakes.server import VmxProcess
+from tests.isolation.routes import COMPLETION_ROUTES
 from tests.isolation.world import ADMIN, KEYS, MARK, A, B, seed
 from tests.services.postgres import PostgresServer
-from vmx_core import Gateway
 from vmx_core.audit.query import AuditQuery
 from vmx_core.audit.rows import Row
 from vmx_core.audit.store import open_store
-from vmx_core.config import config_from_dict
-from vmx_server.app import create_app
-from vmx_server.routes.completion import BASE
 
 pytestmark = pytest.mark.asyncio(loop_scope="package")
 
@@ -36,13 +31,6 @@ COMPLETIONS: dict[tuple[str, str], Any] = {
 }
 
 
-def completion_routes() -> list[tuple[str, str]]:
-    app = create_app(Gateway.from_config(config_from_dict(base_config(), environ={})))
-    assert isinstance(app, Starlette)
-    return sorted((r.path.removeprefix(BASE), m) for r in app.routes if isinstance(r, Route)
-                  for m in (r.methods or ()) if m != "HEAD" and r.path.startswith(BASE))
-
-
 async def beta_rows(uri: str) -> list[Row]:
     store = open_store(uri)
     await store.connect()
@@ -54,7 +42,7 @@ async def beta_rows(uri: str) -> list[Row]:
 
 async def test_every_completion_route_has_a_case() -> None:
     """The key test below covers every completion endpoint the app mounts, and only those."""
-    assert sorted(COMPLETIONS) == completion_routes()
+    assert sorted(COMPLETIONS) == COMPLETION_ROUTES
 
 
 async def test_a_key_of_alpha_gets_nothing_of_beta(postgres_server: PostgresServer, tmp_path: Path) -> None:

@@ -12,38 +12,15 @@ from typing import Any
 
 import orjson
 import pytest
-from starlette.applications import Starlette
-from starlette.routing import Route
 
-from tests.conftest import base_config
 from tests.isolation.cases import CASES, ME, Case
 from tests.isolation.conftest import World
-from tests.isolation.world import MARK, Call, send, snapshot
-from vmx_core import Gateway
-from vmx_core.config import config_from_dict
-from vmx_server.app import create_app
+from tests.isolation.routes import ROUTES, error_code
+from tests.isolation.world import KEYS, MARK, A, Call, send, snapshot
 
 pytestmark = pytest.mark.asyncio(loop_scope="package")
 
 PRINCIPALS = ("alice", "bob")
-
-
-def mounted() -> list[tuple[str, str]]:
-    """Every (path, method) the app serves under /v1/, completion endpoints aside."""
-    app = create_app(Gateway.from_config(config_from_dict(base_config(), environ={})))
-    assert isinstance(app, Starlette)
-    return sorted((r.path, m) for r in app.routes if isinstance(r, Route) for m in (r.methods or ())
-                  if m != "HEAD" and r.path.startswith("/v1/") and not r.path.startswith("/v1/completion/"))
-
-
-ROUTES = mounted()
-
-
-def error_code(text: str) -> str | None:
-    try:
-        return str(orjson.loads(text)["error"]["code"])
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        return None
 
 
 def as_principal(call: Call, user: str) -> Call:
@@ -88,8 +65,6 @@ async def test_a_principal_of_alpha_never_reaches_beta(world: World, route: tupl
 @pytest.mark.parametrize("route", ROUTES, ids=[f"{m} {p}" for p, m in ROUTES])
 async def test_an_api_key_is_no_management_credential(world: World, route: tuple[str, str]) -> None:
     """Alpha's completion key gets a 401 on every management, audit and usage route."""
-    from tests.isolation.world import KEYS, A
-
     case = CASES[route]
     call: Any = case.attacks[0] if case.attacks else case.control
     status, text = await send(world.http, world.proc.url, as_principal(call, "alice"), KEYS[A])

@@ -22,6 +22,7 @@ from vmx_core.audit.rows import iso
 from vmx_core.audit.store import open_store
 from vmx_core.config import config_from_dict
 from vmx_core.plugins import Plugins
+from vmx_core.security.policies import ACTIONS
 from vmx_core.security.sodium import generate_key
 from vmx_core.store.tools import import_file
 
@@ -48,17 +49,40 @@ def tenant(ws: str) -> dict[str, Any]:
     }}}
 
 
+def may(action: str) -> str:
+    """The user allowed ``action`` (on everything) and nothing else."""
+    return f"may:{action}"
+
+
+def may_not(action: str) -> str:
+    """The user allowed everything but ``action``."""
+    return f"may-not:{action}"
+
+
+def _action_roles() -> tuple[dict[str, Any], dict[str, Any]]:
+    roles: dict[str, Any] = {}
+    users: dict[str, Any] = {}
+    for action in ACTIONS:
+        only, all_but = "only." + action.replace(":", "."), "all-but." + action.replace(":", ".")
+        roles[only] = {"statements": [{"effect": "allow", "actions": [action], "resources": ["*"]}]}
+        roles[all_but] = {"statements": [{"effect": "allow", "actions": ["*"], "resources": ["*"]},
+                                         {"effect": "deny", "actions": [action], "resources": ["*"]}]}
+        users[may(action)], users[may_not(action)] = {"roles": [only]}, {"roles": [all_but]}
+    return roles, users
+
+
 def world_config(audit_uri: str, issuer: str, audience: str) -> dict[str, Any]:
     """`alice` is a member of alpha with the admin role; `bob` has a role allowing everything in
-    alpha and is no member; `zed` belongs to beta."""
+    alpha and is no member; `zed` belongs to beta; and per action, :func:`may` and :func:`may_not`."""
+    roles, users = _action_roles()
     return {
         "storage": {"audit": audit_uri, "config": "database"},
         "encryption": {"provider": "libsodium", "key": generate_key()},
         "management": {"oidc": {"issuer": issuer, "audience": audience}},
         "roles": {"alpha-admin": {"description": "everything in alpha", "statements": [
-            {"effect": "allow", "actions": ["*"], "resources": [f"workspace:{A}", f"workspace:{A}:*"]}]}},
+            {"effect": "allow", "actions": ["*"], "resources": [f"workspace:{A}", f"workspace:{A}:*"]}]}, **roles},
         "users": {"alice": {"roles": ["admin"], "workspaces": [A]}, "bob": {"roles": ["alpha-admin"]},
-                  "zed": {"roles": ["admin"], "workspaces": [B], "description": MARK}},
+                  "zed": {"roles": ["admin"], "workspaces": [B], "description": MARK}, **users},
         "workspaces": {A: tenant(A), B: tenant(B)},
     }
 
