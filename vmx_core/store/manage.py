@@ -47,7 +47,8 @@ class Answer:
     version: int
 
 
-def _key(kind: str, workspace: str | None, environment: str | None, name: str | None) -> Key:
+def object_key(kind: str, workspace: str | None, environment: str | None, name: str | None) -> Key:
+    """The store key of the object a route names (``name`` None: the collection itself)."""
     scope = KINDS[kind][1]
     if scope == "global":
         return Key(kind, name=name or "")
@@ -67,6 +68,13 @@ def _resource(key: Key) -> str:
     if key.kind == "pool-definition":
         return resource_name(key.workspace, key.environment, "pool-definition")
     return resource_name(key.workspace, key.environment, key.kind, key.name or None)
+
+
+def policy_target(key: Key) -> tuple[str, str | None]:
+    """What role policies see of an object: its resource string (``workspace:W:environment:E:
+    ai-resource:NAME``, ``role:NAME``...) and the workspace it lives in (None: roles and users)."""
+    workspace = key.workspace or (key.name if key.kind == "workspace" else "")
+    return _resource(key), workspace or None
 
 
 def _require_possible(key: Key) -> None:
@@ -116,8 +124,8 @@ class Management:
 
     def _authorize(self, who: Principal, op: str, key: Key) -> None:
         roles = {name: list(role.statements) for name, role in self.service.gateway.config.roles.items()}
-        workspace = key.workspace or (key.name if key.kind == "workspace" else None)
-        authorize(who, roles, f"{key.kind}:{op}", _resource(key), workspace or None)
+        resource, workspace = policy_target(key)
+        authorize(who, roles, f"{key.kind}:{op}", resource, workspace)
 
     async def _require_parents(self, key: Key) -> None:
         scope = KINDS[key.kind][1]
@@ -262,7 +270,7 @@ class Management:
 
     async def list(self, who: Principal, kind: str, workspace: str | None = None,
                    environment: str | None = None) -> list[dict[str, Any]]:
-        parent = _key(kind, workspace, environment, None)
+        parent = object_key(kind, workspace, environment, None)
         if kind == "workspace":
             _, rows = await self.service.store.snapshot()
             visible = []
@@ -284,7 +292,7 @@ class Management:
 
     async def get(self, who: Principal, kind: str, workspace: str | None, environment: str | None,
                   name: str | None) -> Answer:
-        key = _key(kind, workspace, environment, name)
+        key = object_key(kind, workspace, environment, name)
         self._authorize(who, "get", key)
         _require_possible(key)
         row = await self.service.store.get(key)
@@ -304,7 +312,7 @@ class Management:
             what = "a user id (1..320 characters, no '/', '\\', CR, LF or NUL)" if kind == "user" else (
                 "a name (letters, digits, '.', '_', '-'; at most 128, starting with a letter or digit)")
             raise InvalidRequest(f"invalid body: $.name: {what} is required", param="$.name")
-        key = _key(kind, workspace, environment, name)
+        key = object_key(kind, workspace, environment, name)
         self._authorize(who, "create", key)
         _require_possible(key)
         await self._require_parents(key)
@@ -319,7 +327,7 @@ class Management:
 
     async def update(self, who: Principal, kind: str, workspace: str | None, environment: str | None,
                      name: str | None, body: Any, if_match: int | None) -> Answer:
-        key = _key(kind, workspace, environment, name)
+        key = object_key(kind, workspace, environment, name)
         self._authorize(who, "update", key)
         _require_possible(key)
         await self._require_parents(key)
@@ -338,7 +346,7 @@ class Management:
 
     async def delete(self, who: Principal, kind: str, workspace: str | None, environment: str | None,
                      name: str | None, if_match: int | None) -> None:
-        key = _key(kind, workspace, environment, name)
+        key = object_key(kind, workspace, environment, name)
         self._authorize(who, "delete", key)
         _require_possible(key)
         await self.service.store.write(key, None, Expect(exists=True, version=if_match), self._check(key, who), who.id)
