@@ -74,6 +74,7 @@ async def fuzzed(postgres_server: PostgresServer, tmp_path_factory: pytest.TempP
     raw = base_config()
     raw["storage"] = {"audit": postgres_server.create_database(), "config": "database"}
     raw["encryption"] = {"provider": "libsodium", "key": generate_key()}
+    raw["limits"] = {"max_body_bytes": 65536}
     config = config_from_dict(raw, environ={})
     await import_file(config, config, Plugins.load())
     proc = VmxProcess(raw, Path(tmp_path_factory.mktemp("fuzz")), {"VMX_ADMIN_TOKEN": ADMIN})
@@ -135,3 +136,33 @@ async def test_the_usage_schema_names_exactly_the_keys_the_parser_takes() -> Non
 
     schemas = openapi_document()["components"]["schemas"]
     assert set(schemas["UsageQuery"]["properties"]) == USAGE_KEYS
+
+
+_RESOURCE = {"model": {"connection": "m", "model": "mock-1"}}
+#: Requests the fuzzer answered wrongly before they were fixed: (method, path, body, headers) ->
+#: (status, the error's param).
+FOUND = [
+    ("PUT", "/v1/workspace/acme", {}, {"If-Match": "soon"}, 400, "If-Match"),  # was a 412
+    ("POST", "/v1/ai-resource/acme/prod", {"name": "x", "description": 5, **_RESOURCE}, {}, 400, "$.description"),
+    ("POST", "/v1/ai-resource/acme/prod", {"name": "x", "model": {"connection": "m", "model": 4}}, {}, 400,
+     "$.model.model"),
+    ("POST", "/v1/ai-resource/acme/prod", {"name": "x", "description": "a\x00b", **_RESOURCE}, {}, 400,
+     "$.description"),  # was a 503 from Postgres
+    ("POST", "/v1/ai-resource/acme/prod", {"name": "x", **_RESOURCE, "model": {**_RESOURCE["model"],
+     "default_args": {"k\x00": 1}}}, {}, 400, "$.model.default_args.k\\u0000"),
+    ("GET", "/v1/user/a%00b", None, {}, 404, None),  # was a 503 from Postgres
+    ("GET", "/v1/request-audit/acme/prod?resource=a%00b&status=200&status_code=500", None, {}, 400, "status"),
+    ("POST", "/v1/request-usage/acme/prod", {"metrics": {"requests": "sum"}, "agg": {"cost": "bogus"}}, {}, 400, "agg"),
+    ("POST", "/v1/ai-resource/acme/prod", {"name": "x", "description": "x" * 70_000, **_RESOURCE}, {}, 413, None),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "headers", "status", "param"), FOUND,
+                         ids=[f"{f[0]} {f[1].split('?')[0]} -> {f[4]} {f[5]}" for f in FOUND])
+async def test_what_fuzzing_found_stays_fixed(fuzzed: Fuzzed, method: str, path: str, body: Any,
+                                              headers: dict[str, str], status: int, param: str | None) -> None:
+    """Each request the fuzzer once got a wrong answer for now gets its documented one."""
+    async with aiohttp.ClientSession() as http, http.request(
+            method, fuzzed.proc.url + path, json=body, headers={"Authorization": f"Bearer {ADMIN}", **headers}) as resp:
+        answer = await resp.json()
+    assert (resp.status, answer["error"]["param"]) == (status, param), answer

@@ -99,7 +99,6 @@ def _strict_list_factory(cl: Any, conv: cattrs.BaseConverter) -> StructureHook:
 
 
 # -- strict JSON: the management API's bodies ---------------------------------------------------
-#
 # A config file is YAML with ``${VAR}`` expansion, so it is read leniently (`port: "8080"`,
 # `model: 4`).  Management API bodies are JSON sent by programs: their types are exactly the
 # documented ones (/openapi.json), and a string never carries NUL (PostgreSQL cannot store it).
@@ -108,7 +107,7 @@ class _Refused(ValueError):
     """A strict hook's refusal: its message is shown as is (the JSON type that was expected)."""
 
 
-_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+_RFC3339 = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})")
 
 
 def _strict_str(value: Any, _: type) -> str:
@@ -144,7 +143,7 @@ def _strict_secret(value: Any, _: type) -> Secret:
 
 
 def _strict_datetime(value: Any, _: type) -> dt.datetime:
-    if not isinstance(value, str) or not _RFC3339.match(value):
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
         raise _Refused("expected an RFC 3339 date-time with an offset (2027-06-30T00:00:00Z)")
     return dt.datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
 
