@@ -5,6 +5,7 @@ requests, no 5xx and no answer outside the documented schemas and statuses."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -43,11 +44,14 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 ADMIN = "fuzz-admin-token-0123456789abcdef"
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
           response_schema_conformance, negative_data_rejection]
+#: ``VMX_FUZZ_SCALE=N`` multiplies the examples and the time budget and draws new examples on
+#: every run; by default every run tries the same examples, so a failure reproduces.
+SCALE = int(os.environ.get("VMX_FUZZ_SCALE", "1"))
 #: Examples per operation and mode, and the wall-clock share of one operation (both modes): the
 #: 39 operations stay under a minute even on a loaded machine, and run every example otherwise.
-EXAMPLES = {GenerationMode.POSITIVE: 14, GenerationMode.NEGATIVE: 10}
+EXAMPLES = {GenerationMode.POSITIVE: 14 * SCALE, GenerationMode.NEGATIVE: 10 * SCALE}
 MIN_EXAMPLES = 5
-OPERATION_BUDGET_S = 1.2
+OPERATION_BUDGET_S = 1.2 * SCALE
 #: Path parameters that exist, used for half of the requests whose path is valid, so bodies are
 #: judged by real objects (DELETE keeps its generated {name}: the fuzzer must not delete the world
 #: it explores).
@@ -101,7 +105,7 @@ def fuzz_mode(fuzzed: Fuzzed, path: str, method: str, mode: GenerationMode, elap
 
     @given(case=operation.as_strategy(generation_mode=mode), real=st.booleans())
     @settings(max_examples=EXAMPLES[mode], deadline=None, database=None, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck))
+              derandomize=SCALE == 1, suppress_health_check=list(HealthCheck))
     def run(case: Any, real: bool) -> None:
         if elapsed() > OPERATION_BUDGET_S and ran[mode] >= MIN_EXAMPLES:
             return  # over this operation's share of the time budget: the rest are no-ops
