@@ -69,8 +69,7 @@ async def test_every_action_is_checked_by_some_route() -> None:
 
 @pytest.mark.parametrize("action", ACTIONS)
 async def test_an_action_is_allowed_and_denied_over_http(world: World, action: str) -> None:
-    """`may:ACTION` passes authorization on its route; `may-not:ACTION` is refused there (403, or
-    for workspace:list a listing without the workspaces)."""
+    """`may:ACTION` passes authorization on its route and `may-not:ACTION` is refused there."""
     case = request_for(ROUTE_OF[action])
     assert case.control is not None
     allowed = await send(world.http, world.proc.url, case.control, world.token(may(action)))

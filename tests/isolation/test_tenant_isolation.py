@@ -44,8 +44,7 @@ async def test_every_route_has_an_isolation_case() -> None:
 @pytest.mark.parametrize("user", PRINCIPALS)
 @pytest.mark.parametrize("route", ROUTES, ids=[f"{m} {p}" for p, m in ROUTES])
 async def test_a_principal_of_alpha_never_reaches_beta(world: World, route: tuple[str, str], user: str) -> None:
-    """Allowed in alpha (the control), refused with the same 403 on beta's objects and on missing
-    ones, never shown anything of beta, and beta unchanged after a write (seen by the admin)."""
+    """Allowed in alpha, the same 403 on beta's and on missing objects, nothing of beta shown or changed."""
     case: Case | None = CASES.get(route)
     assert case is not None, f"{route} has no isolation case: add one to tests/isolation/cases.py"
     token, base = world.token(user), world.proc.url

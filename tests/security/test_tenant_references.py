@@ -58,8 +58,7 @@ def test_two_keys_with_one_hash_are_refused_at_each_copy() -> None:
 
 
 async def test_a_member_cannot_shadow_another_workspaces_key(management: Management) -> None:
-    """Copying beta's public key hash into alpha is a 400 about alpha's own field, naming nothing of
-    beta; beta's key still authenticates in beta."""
+    """Copying beta's public key hash into alpha is a 400 naming nothing of beta; beta's key still works."""
     with pytest.raises(InvalidRequest) as err:
         await management.create(MEMBER, "api-key", "alpha", "prod",
                                 {"name": "copy", "key_sha256": hash_key(BETA_KEY), "resources": ["*"]})
@@ -70,8 +69,7 @@ async def test_a_member_cannot_shadow_another_workspaces_key(management: Managem
 
 
 async def test_errors_about_objects_the_caller_cannot_read_are_not_named(management: Management) -> None:
-    """Deleting alpha breaks users' memberships: the member is told so without user ids; the
-    admin sees the paths."""
+    """A member breaking users' memberships is told so without user ids; the admin sees the paths."""
     with pytest.raises(InvalidRequest) as member_err:
         await management.delete(MEMBER, "workspace", None, None, "alpha", None)
     assert "objects you cannot read" in member_err.value.message and "alice" not in member_err.value.message
