@@ -4,6 +4,8 @@ places in an unstructured config where a defect can be injected (used by test_co
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import itertools
 import types
 import typing
 from typing import Any, Literal
@@ -173,13 +175,18 @@ def resource(draw: st.DrawFn, connections: list[str]) -> ResourceConfig:
     )
 
 
+#: Keys must be unique across a whole config; shrinking would otherwise collide them.
+_KEY_SERIAL = itertools.count()
+
+
 @st.composite
 def api_key(draw: st.DrawFn, resources: list[str]) -> ApiKeyConfig:
     hashed = draw(st.booleans())
+    serial = next(_KEY_SERIAL)
     scope = st.just(["*"]) if not resources else st.lists(st.sampled_from([*resources, "*"]), max_size=3)
     return ApiKeyConfig(
-        key_sha256=draw(st.from_regex(r"[0-9a-f]{64}", fullmatch=True)) if hashed else None,
-        key=None if hashed else draw(st.builds(Secret, nonempty)),
+        key_sha256=hashlib.sha256(f"key-{serial}".encode()).hexdigest() if hashed else None,
+        key=None if hashed else Secret(f"{draw(nonempty)}-{serial}"),
         resources=draw(scope),
         capacity=draw(limits),
         allow_overrides=draw(st.lists(st.sampled_from(sorted(OVERRIDABLE)), max_size=3)),

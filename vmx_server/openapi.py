@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import vmx_core
+from vmx_server.openapi_management import management_paths
 
 _ENVELOPE = {
     "type": "object",
@@ -103,71 +104,10 @@ def _completion(summary: str, error_schema: str) -> dict[str, Any]:
     }
 
 
-_KINDS = {  # kind -> path parameters before {name}
-    "workspace": [], "environment": ["workspace"], "ai-connection": ["workspace", "environment"],
-    "ai-resource": ["workspace", "environment"], "api-key": ["workspace", "environment"], "role": [], "user": [],
-}
-
-
-def _param(name: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-
-
-def _mgmt_errors(*codes: int) -> dict[str, Any]:
-    why = {400: "invalid body (the message and param name the field path)", 401: "no valid admin or OIDC token",
-           403: "not allowed by the caller's roles or workspaces", 404: "not found", 409: "the name is taken",
-           412: "If-Match does not match the current version", 503: "the config store is unreachable"}
-    ref = {"application/json": {"schema": {"$ref": "#/components/schemas/OpenAIError"}}}
-    return {str(c): {"description": why[c], "content": ref} for c in codes}
-
-
-def _management_paths() -> dict[str, Any]:
-    obj = {"application/json": {"schema": {"$ref": "#/components/schemas/ManagedObject"}}}
-    body = {"required": True, "content": obj}
-    if_match = {"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"}}
-    sec = [{"bearer": []}]
-    paths: dict[str, Any] = {}
-    for kind, scope in _KINDS.items():
-        base = "/v1/" + kind + "".join(f"/{{{p}}}" for p in scope)
-        params = [_param(p) for p in scope]
-        paths[base] = {
-            "get": {"summary": f"list {kind}", "parameters": params, "security": sec,
-                    "responses": {"200": {"description": "the objects", "content": {"application/json": {"schema": {
-                        "type": "object", "properties": {"data": {"type": "array", "items": {"type": "object"}}}}}}},
-                        **_mgmt_errors(401, 403, 404, 503)}},
-            "post": {"summary": f"create a {kind}", "parameters": params, "security": sec, "requestBody": body,
-                     "responses": {"201": {"description": "created (secrets masked; an API key's plaintext once)",
-                                           "content": obj}, **_mgmt_errors(400, 401, 403, 404, 409, 503)}},
-        }
-        item = [*params, _param("name")]
-        paths[base + "/{name}"] = {
-            "get": {"summary": f"one {kind}", "parameters": item, "security": sec,
-                    "responses": {"200": {"description": "the object; ETag is its version", "content": obj},
-                                  **_mgmt_errors(401, 403, 404, 503)}},
-            "put": {"summary": f"replace a {kind}", "parameters": [*item, if_match], "security": sec,
-                    "requestBody": body,
-                    "responses": {"200": {"description": "replaced", "content": obj},
-                                  **_mgmt_errors(400, 401, 403, 404, 412, 503)}},
-            "delete": {"summary": f"delete a {kind} (and what it contains)", "parameters": [*item, if_match],
-                       "security": sec, "responses": {"204": {"description": "deleted"},
-                                                      **_mgmt_errors(400, 401, 403, 404, 412, 503)}},
-        }
-    pools = [_param("workspace"), _param("environment")]
-    pool_body = {"application/json": {"schema": {"type": "object", "required": ["pools"],
-                                                 "properties": {"pools": {"type": "array", "items": {"type": "object"}}}}}}
-    paths["/v1/pool-definition/{workspace}/{environment}"] = {
-        "get": {"summary": "the environment's pools", "parameters": pools, "security": sec,
-                "responses": {"200": {"description": "the pools", "content": pool_body}, **_mgmt_errors(401, 403, 404, 503)}},
-        "put": {"summary": "replace the environment's pools", "parameters": [*pools, if_match], "security": sec,
-                "requestBody": {"required": True, "content": pool_body},
-                "responses": {"200": {"description": "replaced", "content": pool_body},
-                              **_mgmt_errors(400, 401, 403, 404, 412, 503)}},
-    }
-    return paths
-
-
 def openapi_document() -> dict[str, Any]:
     base = "/v1/completion/{workspace}/{environment}"
+    schemas: dict[str, Any] = {"VmxEnvelope": _ENVELOPE, "OpenAIError": _OPENAI_ERROR, "AnthropicError": _ANTHROPIC_ERROR}
+    management = management_paths(schemas)
     return {
         "openapi": "3.1.0",
         "info": {"title": "vmx AI gateway", "version": getattr(vmx_core, "__version__", "0.1.0")},
@@ -194,17 +134,10 @@ def openapi_document() -> dict[str, Any]:
             "/-/plugins": {"get": {"summary": "loaded plugins and their hooks", "responses": {"200": {"description": "ok"}}}},
             "/-/metrics": {"get": {"summary": "audit counters: queued, written, spooled, replayed",
                                    "responses": {"200": {"description": "ok"}}}},
-            **_management_paths(),
+            **management,
         },
         "components": {
-            "schemas": {
-                "VmxEnvelope": _ENVELOPE, "OpenAIError": _OPENAI_ERROR, "AnthropicError": _ANTHROPIC_ERROR,
-                "ManagedObject": {
-                    "type": "object", "required": ["name"],
-                    "description": "the config file's object of this kind plus its name (docs/configuration.md)",
-                    "properties": {"name": {"type": "string"}},
-                },
-            },
+            "schemas": schemas,
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
                 "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},

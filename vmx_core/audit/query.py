@@ -10,12 +10,13 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import re
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from attrs import frozen
 
-from vmx_core.audit.rows import iso, parse_iso
+from vmx_core.audit.rows import iso, nul_safe, parse_iso
 from vmx_core.errors import InvalidRequest
 
 GRANULARITIES = ("minute", "hour", "day", "week", "month")
@@ -33,6 +34,9 @@ METRICS = (
 )
 _META_KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_BUCKETS = 10_000
+_DIGITS = re.compile(r"[0-9]{1,9}")
+#: The keys of a usage query body (``agg`` is VM-X's name for ``metrics``).
+USAGE_KEYS = frozenset({"granularity", "metrics", "agg", "dimensions", "filter"})
 
 
 @frozen
@@ -58,10 +62,18 @@ class UsageQuery:
     def from_body(cls, workspace: str, environment: str, body: Any, now: dt.datetime | None = None) -> UsageQuery:
         """Parse a ``POST /v1/request-usage`` body; errors name the failing field."""
         if not isinstance(body, Mapping):
-            raise InvalidRequest("the body must be a JSON object")
+            raise InvalidRequest("the body must be a JSON object", param="$")
+        unknown = sorted(set(body) - USAGE_KEYS)
+        if unknown:
+            raise InvalidRequest(f"{unknown[0]}: unknown key (one of {', '.join(sorted(USAGE_KEYS))})",
+                                 param=str(unknown[0]))
+        # Rows are stored NUL-safe (rows.nul_safe); a query matches them the same way.
+        workspace, environment, body = nul_safe(workspace), nul_safe(environment), nul_safe(dict(body))
         granularity = body.get("granularity", "hour")
         if granularity not in GRANULARITIES:
             raise InvalidRequest(f"granularity: must be one of {', '.join(GRANULARITIES)}", param="granularity")
+        if "metrics" in body and "agg" in body:
+            raise InvalidRequest("agg: the same as metrics (VM-X's name); send one of them", param="agg")
         raw_metrics = body.get("metrics", body.get("agg", {"requests": "sum"}))
         if not isinstance(raw_metrics, Mapping) or not raw_metrics:
             raise InvalidRequest("metrics: must be an object {metric: aggregate}", param="metrics")
@@ -77,16 +89,20 @@ class UsageQuery:
             raise InvalidRequest("dimensions: must be a list", param="dimensions")
         for i, d in enumerate(dims):
             check_dimension(d, f"dimensions[{i}]")
-        raw_filter = body.get("filter") or {}
+        raw_filter = body.get("filter", {})
         if not isinstance(raw_filter, Mapping):
             raise InvalidRequest("filter: must be an object", param="filter")
         end = _time(raw_filter.get("end"), "filter.end") or (now or dt.datetime.now(dt.UTC))
-        start = _time(raw_filter.get("start"), "filter.start") or end - dt.timedelta(hours=24)
-        if start >= end:
-            raise InvalidRequest("filter.start: must be before filter.end", param="filter.start")
+        try:
+            start = _time(raw_filter.get("start"), "filter.start") or end - dt.timedelta(hours=24)
+            if start >= end:
+                raise InvalidRequest("filter.start: must be before filter.end", param="filter.start")
+            count = len(buckets(start, end, granularity))
+        except (OverflowError, ValueError):  # past year 1 or 9999 once a day or a bucket is added
+            raise InvalidRequest("filter: times must lie between the years 1 and 9999", param="filter") from None
         filters = parse_filters({k: v for k, v in raw_filter.items() if k not in ("start", "end")}, "filter")
         query = cls(workspace, environment, start, end, granularity, tuple(metrics), tuple(dims), filters)
-        if len(buckets(start, end, granularity)) > MAX_BUCKETS:
+        if count > MAX_BUCKETS:
             raise InvalidRequest(f"filter: more than {MAX_BUCKETS} {granularity} buckets; use a coarser granularity", param="granularity")
         return query
 
@@ -106,16 +122,19 @@ class AuditQuery:
     @classmethod
     def from_params(cls, workspace: str, environment: str, params: Mapping[str, str]) -> AuditQuery:
         """Parse the audit API's query string."""
+        workspace, environment, params = nul_safe(workspace), nul_safe(environment), nul_safe(dict(params))
+        if "status" in params and "status_code" in params:
+            raise InvalidRequest("status: the same filter as status_code; send one of them", param="status")
         fields: dict[str, Any] = {}
         for key, value in params.items():
             if key in ("resource", "connection", "model", "provider", "api_key") or key.startswith("metadata."):
                 fields[key] = value.split(",")
             elif key in ("status", "status_code"):
                 fields["status_code"] = value.split(",")
-        try:
-            limit = int(params.get("limit", "100"))
-        except ValueError:
-            raise InvalidRequest("limit: must be an integer", param="limit") from None
+        raw_limit = params.get("limit", "100")
+        if not _DIGITS.fullmatch(raw_limit):
+            raise InvalidRequest("limit: must be an integer", param="limit")
+        limit = int(raw_limit)
         if not 1 <= limit <= 1000:
             raise InvalidRequest("limit: must be between 1 and 1000", param="limit")
         return cls(
@@ -143,10 +162,9 @@ def parse_filters(fields: Mapping[str, Any], where: str) -> tuple[Filter, ...]:
         if not values or not all(isinstance(v, str | int) and not isinstance(v, bool) for v in values):
             raise InvalidRequest(f"{path}: must be a string or a list of strings", param=path)
         if name == "status_code":
-            try:
-                values = [int(v) for v in values]
-            except ValueError:
-                raise InvalidRequest(f"{path}: must be integers", param=path) from None
+            if not all(isinstance(v, int) or _DIGITS.fullmatch(v) for v in values):
+                raise InvalidRequest(f"{path}: must be integers", param=path)
+            values = [int(v) for v in values]
         else:
             values = [str(v) for v in values]
         out.append(Filter(name, tuple(values)))
@@ -157,13 +175,13 @@ def _time(value: Any, where: str) -> dt.datetime | None:
     if value is None or value == "":
         return None
     if isinstance(value, str):
-        rel = re.fullmatch(r"-?(\d+)([mhdw])", value.strip())
-        if rel:  # "24h" means 24 hours ago
-            unit = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[rel.group(2)]
-            return dt.datetime.now(dt.UTC) - dt.timedelta(**{unit: int(rel.group(1))})
+        rel = re.fullmatch(r"-?(\d+)([mhdw])", value)
         try:
-            return parse_iso(value)
-        except ValueError:
+            if rel:  # "24h" means 24 hours ago
+                unit = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[rel.group(2)]
+                return dt.datetime.now(dt.UTC) - dt.timedelta(**{unit: int(rel.group(1))})
+            return parse_iso(value).astimezone(dt.UTC)
+        except (ValueError, OverflowError):  # not a time, or not one between the years 1 and 9999
             pass
     raise InvalidRequest(f"{where}: expected an ISO 8601 time or a duration like 24h", param=where)
 
@@ -241,6 +259,6 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         stamp, row_id = raw.split("|", 1)
-        return parse_iso(stamp), row_id
+        return parse_iso(stamp), str(uuid.UUID(row_id))
     except (ValueError, UnicodeDecodeError):
         raise InvalidRequest("cursor: not a cursor returned by this API", param="cursor") from None

@@ -65,9 +65,25 @@ def parse_iso(text: str) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
+def nul_safe(value: Any) -> Any:
+    """``value`` with every NUL character (in strings, keys and nested values) replaced by
+    U+FFFD.  PostgreSQL text and jsonb cannot hold NUL, so one row carrying it (an anonymous
+    request to ``/v1/completion/a%00b/...``) would fail the whole batch and every later replay
+    of it: every tenant's rows would stop reaching the database.  Replaced, not dropped, so a
+    name holding a NUL never turns into another tenant's name."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if isinstance(value, dict):
+        return {nul_safe(k): nul_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [nul_safe(v) for v in value]
+    return value
+
+
 def to_row(record: AuditRecord, cost: float | None = None) -> Row:
-    """The row for ``record``; ``cost`` is priced by the sink, off the request path."""
-    return {
+    """The row for ``record``; ``cost`` is priced by the sink, off the request path.  Every
+    string is :func:`nul_safe`, so SQLite and Postgres store the same row."""
+    row: Row = {
         "id": str(record.id),
         "timestamp": iso(record.timestamp),
         "workspace": record.workspace,
@@ -100,6 +116,7 @@ def to_row(record: AuditRecord, cost: float | None = None) -> Row:
         "routing_ms": round(record.routing_ms, 3),
         "source_ip": record.source_ip,
     }
+    return {k: nul_safe(v) for k, v in row.items()}
 
 
 def dumps(row: Row) -> bytes:

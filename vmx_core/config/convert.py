@@ -17,9 +17,6 @@ from vmx_core.secrets import Secret
 
 T = TypeVar("T")
 
-converter = cattrs.Converter(forbid_extra_keys=True)
-
-
 def _structure_bool(value: Any, _: type) -> bool:
     # cattrs' default is bool(value), which reads the string "false" as True.
     if isinstance(value, bool):
@@ -84,16 +81,6 @@ def _structure_datetime(value: Any, _: type) -> dt.datetime:
     return result if result.tzinfo else result.replace(tzinfo=dt.UTC)
 
 
-converter.register_structure_hook(bool, _structure_bool)
-converter.register_structure_hook(int, _structure_int)
-converter.register_structure_hook(float, _structure_float)
-converter.register_structure_hook(str, _structure_str)
-converter.register_structure_hook(Secret, _structure_secret)
-converter.register_unstructure_hook(Secret, lambda s: s.reveal())
-converter.register_structure_hook(dt.datetime, _structure_datetime)
-converter.register_unstructure_hook(dt.datetime, lambda d: d.isoformat())
-
-
 def _is_list(cl: Any) -> bool:
     return get_origin(cl) is list
 
@@ -111,13 +98,89 @@ def _strict_list_factory(cl: Any, conv: cattrs.BaseConverter) -> StructureHook:
     return structure_list
 
 
-converter.register_structure_hook_factory(_is_list, _strict_list_factory)
+# -- strict JSON: the management API's bodies ---------------------------------------------------
+# A config file is YAML with ``${VAR}`` expansion, so it is read leniently (`port: "8080"`,
+# `model: 4`).  Management API bodies are JSON sent by programs: their types are exactly the
+# documented ones (/openapi.json), and a string never carries NUL (PostgreSQL cannot store it).
+
+class _Refused(ValueError):
+    """A strict hook's refusal: its message is shown as is (the JSON type that was expected)."""
 
 
-def structure(data: Any, cls: type[T], path: str = "$") -> T:
-    """Structure ``data`` as ``cls`` or raise :class:`ConfigError` listing every bad path."""
+_RFC3339 = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})")
+
+
+def _strict_str(value: Any, _: type) -> str:
+    if not isinstance(value, str):
+        raise _Refused(f"expected a string, got {_json_type(value)}")
+    if "\x00" in value:
+        raise _Refused("must not contain NUL characters")
+    return value
+
+
+def _strict_int(value: Any, _: type) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise _Refused(f"expected an integer, got {_json_type(value)}")
+
+
+def _strict_float(value: Any, _: type) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    raise _Refused(f"expected a number, got {_json_type(value)}")
+
+
+def _strict_bool(value: Any, _: type) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise _Refused(f"expected a boolean, got {_json_type(value)}")
+
+
+def _strict_secret(value: Any, _: type) -> Secret:
+    return Secret(_strict_str(value, str))
+
+
+def _strict_datetime(value: Any, _: type) -> dt.datetime:
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        raise _Refused("expected an RFC 3339 date-time with an offset (2027-06-30T00:00:00Z)")
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+
+
+def _json_type(value: Any) -> str:
+    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "an array",
+             dict: "an object", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _make(strict: bool) -> cattrs.Converter:
+    conv = cattrs.Converter(forbid_extra_keys=True)
+    if strict:
+        hooks: dict[Any, Any] = {bool: _strict_bool, int: _strict_int, float: _strict_float, str: _strict_str,
+                                 Secret: _strict_secret, dt.datetime: _strict_datetime}
+    else:
+        hooks = {bool: _structure_bool, int: _structure_int, float: _structure_float, str: _structure_str,
+                 Secret: _structure_secret, dt.datetime: _structure_datetime}
+    for cls, hook in hooks.items():
+        conv.register_structure_hook(cls, hook)
+    conv.register_unstructure_hook(Secret, lambda s: s.reveal())
+    conv.register_unstructure_hook(dt.datetime, lambda d: d.isoformat())
+    conv.register_structure_hook_factory(_is_list, _strict_list_factory)
+    return conv
+
+
+#: Config files (YAML, ``${VAR}``): numbers and strings convert into each other.
+converter = _make(strict=False)
+#: Management API bodies (JSON): exactly the documented types.
+strict_converter = _make(strict=True)
+
+
+def structure(data: Any, cls: type[T], path: str = "$", *, strict: bool = False) -> T:
+    """Structure ``data`` as ``cls`` or raise :class:`ConfigError` listing every bad path;
+    ``strict`` types it as a JSON API body instead of a config file."""
     try:
-        return converter.structure(data, cls)
+        return (strict_converter if strict else converter).structure(data, cls)
     except (ClassValidationError, IterableValidationError) as exc:
         raise ConfigError(_errors(exc, path)) from None
     except (ValueError, TypeError) as exc:
@@ -154,6 +217,8 @@ def _errors(exc: BaseException, path: str) -> list[tuple[str, str]]:
 def _leaf(exc: BaseException, cl: Any, path: str) -> list[tuple[str, str]]:
     if isinstance(exc, ForbiddenExtraKeysError):
         return [(f"{path}.{key}", f"unknown key {key!r}") for key in sorted(exc.extra_fields)]
+    if isinstance(exc, _Refused):
+        return [(path, str(exc))]
     if isinstance(exc, AttributeError) and str(exc).endswith(("attribute 'keys'", "attribute 'items'")):
         return [(path, "expected a mapping")]
     return [(path, _clean(format_exception(exc, cl)))]

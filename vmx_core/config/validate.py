@@ -20,6 +20,7 @@ from vmx_core.config.models import (
 )
 from vmx_core.errors import ConfigError, CredentialError
 from vmx_core.providers import Provider
+from vmx_core.security.apikeys import hash_key
 from vmx_core.security.ciphers import is_encrypted, parse
 
 if TYPE_CHECKING:
@@ -77,6 +78,7 @@ def validate(
             path = f"$.workspaces.{ws_name}.environments.{env_name}"
             _check_name(env_name, path, errors)
             _check_environment(env, path, providers, errors)
+    _check_unique_keys(config, errors)
     if not errors:
         # Rules compile only once references are known to be sound.
         errors.extend(_compile_all_rules(config, rule_functions))
@@ -117,7 +119,7 @@ def _check_access(config: VmxConfig, errors: Errors) -> None:
                 errors.append((f"$.roles.{name}.statements[{i}].resources", "must not be empty"))
     known = set(config.roles) | set(SEEDED_ROLES)
     for user, ucfg in config.users.items():
-        if not user or len(user) > 320 or any(c in user for c in "/\\\r\n\x00"):
+        if not valid_user_id(user):
             errors.append((f"$.users.{user}", "a user id is an OIDC sub or email (no '/', at most 320 characters)"))
         for i, role_name in enumerate(ucfg.roles):
             if role_name not in known:
@@ -138,8 +140,18 @@ def _check_access(config: VmxConfig, errors: Errors) -> None:
                 errors.append((f"$.management.oidc.default_roles[{i}]", f"unknown role {role_name!r}"))
 
 
+def valid_name(name: str) -> bool:
+    """A workspace, environment, connection, resource, key, role or pool name."""
+    return _NAME.fullmatch(name) is not None  # fullmatch: `$` alone would let "name\n" through
+
+
+def valid_user_id(user: str) -> bool:
+    """An OIDC ``sub`` or email: 1..320 characters, no ``/``, ``\\``, CR, LF or NUL."""
+    return 0 < len(user) <= 320 and not any(c in user for c in "/\\\r\n\x00")
+
+
 def _check_name(name: str, path: str, errors: Errors) -> None:
-    if not _NAME.match(name):
+    if not valid_name(name):
         errors.append((path, f"{name!r} is not a valid name (letters, digits, '.', '_', '-')"))
 
 
@@ -262,6 +274,24 @@ def _check_key(key: ApiKeyConfig, path: str, env: EnvironmentConfig, errors: Err
         if o not in OVERRIDABLE:
             errors.append((f"{path}.allow_overrides[{i}]", f"{o!r} cannot be overridden (one of: {', '.join(sorted(OVERRIDABLE))})"))
     _check_limits(key.capacity, f"{path}.capacity", errors)
+
+
+def _check_unique_keys(config: VmxConfig, errors: Errors) -> None:
+    """Keys are looked up by hash alone, so two keys with one hash would leave one of them
+    working in the other's tenant (or a workspace could shadow another's key by copying its
+    public ``key_sha256``).  Each copy is reported without naming the other."""
+    where: dict[str, list[str]] = {}
+    for ws_name, ws in config.workspaces.items():
+        for env_name, env in ws.environments.items():
+            for name, key in env.api_keys.items():
+                path = f"$.workspaces.{ws_name}.environments.{env_name}.api_keys.{name}"
+                if key.key_sha256 is not None:
+                    where.setdefault(key.key_sha256, []).append(f"{path}.key_sha256")
+                elif key.key:
+                    where.setdefault(hash_key(key.key.reveal()), []).append(f"{path}.key")
+    for paths in where.values():
+        if len(paths) > 1:
+            errors.extend((p, "another API key has the same key (each key must be unique)") for p in paths)
 
 
 def _check_limits(limits: list[CapacityLimit], path: str, errors: Errors) -> None:

@@ -22,15 +22,15 @@ from vmx_core.config.models import (
     RoleConfig,
     UserConfig,
 )
-from vmx_core.config.validate import _NAME
+from vmx_core.config.validate import valid_name, valid_user_id
 from vmx_core.errors import ConfigError, CredentialError, InvalidRequest, NotFound, PermissionDenied
 from vmx_core.secrets import mask
 from vmx_core.security.apikeys import generate_key, hash_key
 from vmx_core.security.ciphers import is_encrypted
 from vmx_core.security.policies import resource_name
 from vmx_core.security.principal import Principal, authorize
-from vmx_core.store.base import Expect
-from vmx_core.store.objects import KINDS, Key, Stored, path_of
+from vmx_core.store.base import Check, Expect
+from vmx_core.store.objects import KINDS, Key, Stored, hashed_key, path_of
 from vmx_core.store.service import ConfigService
 
 _CLASSES: dict[str, type] = {
@@ -47,7 +47,8 @@ class Answer:
     version: int
 
 
-def _key(kind: str, workspace: str | None, environment: str | None, name: str | None) -> Key:
+def object_key(kind: str, workspace: str | None, environment: str | None, name: str | None) -> Key:
+    """The store key of the object a route names (``name`` None: the collection itself)."""
     scope = KINDS[kind][1]
     if scope == "global":
         return Key(kind, name=name or "")
@@ -69,6 +70,47 @@ def _resource(key: Key) -> str:
     return resource_name(key.workspace, key.environment, key.kind, key.name or None)
 
 
+def policy_target(key: Key) -> tuple[str, str | None]:
+    """What role policies see of an object: its resource string (``workspace:W:environment:E:
+    ai-resource:NAME``, ``role:NAME``...) and the workspace it lives in (None: roles and users)."""
+    workspace = key.workspace or (key.name if key.kind == "workspace" else "")
+    return _resource(key), workspace or None
+
+
+def _require_possible(key: Key) -> None:
+    """404 for a name that no stored object can have (checked after authorization, so the
+    answer is the same as for any missing object; and such names never reach the store)."""
+    ok = all(valid_name(n) for n in (key.workspace, key.environment) if n)
+    if key.name:
+        ok = ok and (valid_user_id(key.name) if key.kind == "user" else valid_name(key.name))
+    if not ok:
+        raise NotFound(f"{key.kind} {key.name or key.environment} not found")
+
+
+def _nul_path(value: Any, path: str) -> str | None:
+    """The path of the first string (or key) in a JSON value that holds a NUL character."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            where = f"{path}.{k}"
+            if "\x00" in k:
+                return where.replace("\x00", "\\u0000")
+            found = _nul_path(v, where)
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            found = _nul_path(v, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return None
+
+
+def _under(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith((prefix + ".", prefix + "["))
+
+
 def _bad(errors: list[tuple[str, str]]) -> InvalidRequest:
     message = "; ".join(f"{p}: {m}" for p, m in errors)
     return InvalidRequest(f"invalid body: {message}", param=errors[0][0] if errors else None)
@@ -82,8 +124,8 @@ class Management:
 
     def _authorize(self, who: Principal, op: str, key: Key) -> None:
         roles = {name: list(role.statements) for name, role in self.service.gateway.config.roles.items()}
-        workspace = key.workspace or (key.name if key.kind == "workspace" else None)
-        authorize(who, roles, f"{key.kind}:{op}", _resource(key), workspace or None)
+        resource, workspace = policy_target(key)
+        authorize(who, roles, f"{key.kind}:{op}", resource, workspace)
 
     async def _require_parents(self, key: Key) -> None:
         scope = KINDS[key.kind][1]
@@ -93,25 +135,48 @@ class Management:
                 Key("environment", key.workspace, name=key.environment)) is None:
             raise NotFound(f"environment {key.workspace}/{key.environment} not found")
 
-    def _check(self, key: Key) -> Any:
+    def _check(self, key: Key, who: Principal) -> Check:
         prefix = path_of(key)
 
         def check(rows: list[Stored]) -> None:
             try:
                 self.service.compose(rows)
             except ConfigError as exc:
-                # Paths inside the written object are shown relative to its body.
-                raise _bad([(("$" + p[len(prefix):]) if p.startswith(prefix) else p, m)
-                            for p, m in exc.errors]) from None
+                shown: list[tuple[str, str]] = []
+                hidden = False
+                for p, m in exc.errors:
+                    if _under(p, prefix):  # inside the written object: relative to its body
+                        shown.append(("$" + p[len(prefix):], m))
+                    elif self._may_read(who, p, rows):
+                        shown.append((p, m))
+                    else:
+                        hidden = True
+                if hidden and not shown:
+                    shown.append(("$", "the change would make objects you cannot read invalid"))
+                raise _bad(shown) from None
 
         return check
+
+    def _may_read(self, who: Principal, path: str, rows: list[Stored]) -> bool:
+        """Whether an error at ``path`` (outside the written object) may be shown to ``who``:
+        only when ``who`` may get the object holding it, so a validation error never names
+        another workspace's objects (or a user) to a caller who cannot read them."""
+        owners = [r.key for r in rows if _under(path, path_of(r.key))]
+        if not owners:
+            return who.workspaces is None
+        owner = max(owners, key=lambda k: len(path_of(k)))
+        try:
+            self._authorize(who, "get", owner)
+        except PermissionDenied:
+            return False
+        return True
 
     async def _wait(self, version: int) -> None:
         async with asyncio.timeout(APPLY_TIMEOUT_S):
             await self.service.wait_applied(version)
 
     async def _present(self, row: Stored) -> dict[str, Any]:
-        body = dict(row.body)
+        body = hashed_key(row.body) if row.key.kind == "api-key" else dict(row.body)
         if row.key.kind == "ai-connection":
             body["credentials"] = {k: await self._masked(row.key, v) for k, v in body.get("credentials", {}).items()}
         if row.key.kind in ("pool-definition",):
@@ -133,6 +198,9 @@ class Management:
         """The normalised object to store, and an API key's plaintext (create only)."""
         if not isinstance(raw, dict):
             raise InvalidRequest("the body must be a JSON object", param="$")
+        nul = _nul_path(raw, "$")
+        if nul is not None:  # PostgreSQL cannot store it, and no name or value needs it
+            raise _bad([(nul, "must not contain NUL characters")])
         data = {k: v for k, v in raw.items() if k != "name"}
         if key.kind == "pool-definition":
             pools = data.get("pools")
@@ -165,7 +233,7 @@ class Management:
     @staticmethod
     def _structure(data: Any, cls: type, path: str) -> Any:
         try:
-            return structure(data, cls, path=path)
+            return structure(data, cls, path=path, strict=True)
         except ConfigError as exc:
             raise _bad(exc.errors) from None
 
@@ -202,7 +270,7 @@ class Management:
 
     async def list(self, who: Principal, kind: str, workspace: str | None = None,
                    environment: str | None = None) -> list[dict[str, Any]]:
-        parent = _key(kind, workspace, environment, None)
+        parent = object_key(kind, workspace, environment, None)
         if kind == "workspace":
             _, rows = await self.service.store.snapshot()
             visible = []
@@ -215,6 +283,7 @@ class Management:
                     visible.append(await self._present(row))
             return sorted(visible, key=lambda b: str(b["name"]))
         self._authorize(who, "list", parent)
+        _require_possible(parent)
         await self._require_parents(parent)
         _, rows = await self.service.store.snapshot()
         mine = [r for r in rows if r.key.kind == kind and (r.key.workspace, r.key.environment)
@@ -223,8 +292,9 @@ class Management:
 
     async def get(self, who: Principal, kind: str, workspace: str | None, environment: str | None,
                   name: str | None) -> Answer:
-        key = _key(kind, workspace, environment, name)
+        key = object_key(kind, workspace, environment, name)
         self._authorize(who, "get", key)
+        _require_possible(key)
         row = await self.service.store.get(key)
         if row is None:
             if kind == "pool-definition":
@@ -235,14 +305,19 @@ class Management:
 
     async def create(self, who: Principal, kind: str, workspace: str | None, environment: str | None,
                      body: Any) -> Answer:
-        name = body.get("name") if isinstance(body, dict) else None
-        if not isinstance(name, str) or not (_NAME.match(name) if kind != "user" else 0 < len(name) <= 320):
-            raise InvalidRequest("invalid body: $.name: a valid name is required", param="$.name")
-        key = _key(kind, workspace, environment, name)
+        if not isinstance(body, dict):
+            raise InvalidRequest("the body must be a JSON object", param="$")
+        name = body.get("name")
+        if not isinstance(name, str) or not (valid_user_id(name) if kind == "user" else valid_name(name)):
+            what = "a user id (1..320 characters, no '/', '\\', CR, LF or NUL)" if kind == "user" else (
+                "a name (letters, digits, '.', '_', '-'; at most 128, starting with a letter or digit)")
+            raise InvalidRequest(f"invalid body: $.name: {what} is required", param="$.name")
+        key = object_key(kind, workspace, environment, name)
         self._authorize(who, "create", key)
+        _require_possible(key)
         await self._require_parents(key)
         stored, plaintext = await self._body(key, body, None)
-        row = await self.service.store.write(key, stored, Expect(exists=False), self._check(key), who.id)
+        row = await self.service.store.write(key, stored, Expect(exists=False), self._check(key, who), who.id)
         assert row is not None
         await self._wait(row.version)
         answer = await self._present(row)
@@ -252,8 +327,9 @@ class Management:
 
     async def update(self, who: Principal, kind: str, workspace: str | None, environment: str | None,
                      name: str | None, body: Any, if_match: int | None) -> Answer:
-        key = _key(kind, workspace, environment, name)
+        key = object_key(kind, workspace, environment, name)
         self._authorize(who, "update", key)
+        _require_possible(key)
         await self._require_parents(key)
         if isinstance(body, dict) and "name" in body and body["name"] != key.name and kind != "pool-definition":
             raise InvalidRequest("invalid body: $.name: does not match the URL (objects cannot be renamed)",
@@ -263,15 +339,16 @@ class Management:
             raise NotFound(f"{kind} {name} not found")
         stored, _ = await self._body(key, body, current)
         expect = Expect(exists=None if kind == "pool-definition" else True, version=if_match)
-        row = await self.service.store.write(key, stored, expect, self._check(key), who.id)
+        row = await self.service.store.write(key, stored, expect, self._check(key, who), who.id)
         assert row is not None
         await self._wait(row.version)
         return Answer(await self._present(row), row.version)
 
     async def delete(self, who: Principal, kind: str, workspace: str | None, environment: str | None,
                      name: str | None, if_match: int | None) -> None:
-        key = _key(kind, workspace, environment, name)
+        key = object_key(kind, workspace, environment, name)
         self._authorize(who, "delete", key)
-        await self.service.store.write(key, None, Expect(exists=True, version=if_match), self._check(key), who.id)
+        _require_possible(key)
+        await self.service.store.write(key, None, Expect(exists=True, version=if_match), self._check(key, who), who.id)
         version, _ = await self.service.store.snapshot()
         await self._wait(version)

@@ -15,6 +15,7 @@ from attrs import frozen
 
 from vmx_core.config.convert import unstructure
 from vmx_core.config.models import VmxConfig
+from vmx_core.security.apikeys import hash_key
 
 #: kind -> (the config-file collection it lives in, its scope)
 KINDS: dict[str, tuple[str, str]] = {
@@ -89,9 +90,18 @@ def rows_of(config: VmxConfig) -> Iterator[tuple[Key, dict[str, Any]]]:
             yield Key("environment", ws_name, name=env_name), {"description": env.get("description")}
             for kind in ("ai-connection", "ai-resource", "api-key"):
                 for name, body in env[KINDS[kind][0]].items():
-                    yield Key(kind, ws_name, env_name, name), body
+                    yield Key(kind, ws_name, env_name, name), hashed_key(body) if kind == "api-key" else body
             if env["pools"]:
                 yield Key("pool-definition", ws_name, env_name), {"pools": env["pools"]}
+
+
+def hashed_key(body: dict[str, Any]) -> dict[str, Any]:
+    """An API key's body with a plaintext ``key`` (allowed in a config file) replaced by its
+    ``key_sha256``: the store, ``vmx export`` and management answers only ever hold hashes."""
+    out = {k: v for k, v in body.items() if k != "key"}
+    if body.get("key"):
+        out["key_sha256"] = hash_key(str(body["key"]))
+    return out
 
 
 def path_of(key: Key) -> str:

@@ -24,6 +24,7 @@ from vmx_core.security.admin import AdminAuth
 from vmx_core.security.policies import resource_name
 from vmx_core.security.principal import authorize
 from vmx_server.errors import error_response
+from vmx_server.streaming import read_body
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -70,9 +71,9 @@ def routes(gateway: Gateway, auth: AdminAuth | None = None) -> list[Route]:
     async def usage(request: Request) -> Response:
         ws, env = request.path_params["workspace"], request.path_params["environment"]
         try:
-            body = orjson.loads(await request.body() or b"{}")
+            body = orjson.loads(await read_body(request, gateway.config.limits.max_body_bytes) or b"{}")
         except orjson.JSONDecodeError:
-            raise InvalidRequest("the body is not valid JSON") from None
+            raise InvalidRequest("the body is not valid JSON", param="$") from None
         query = UsageQuery.from_body(ws, env, body)
         return JSONResponse(await usage_report(find_store(gateway), query))
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -16,13 +17,13 @@ from vmx_core.errors import (
     AuthenticationFailed,
     ConfigStoreError,
     InvalidRequest,
-    PreconditionFailed,
     RequestError,
 )
 from vmx_core.security.admin import AdminAuth
 from vmx_core.security.principal import Principal
 from vmx_core.store.manage import Management
 from vmx_server.errors import error_response
+from vmx_server.streaming import read_body
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 #: kind -> the path parameters that scope it, in URL order.
@@ -36,19 +37,26 @@ def _json(body: Any, status: int = 200, version: int | None = None) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
 
 
+#: An ETag this API answers (``"N"``, also weak ``W/"N"``), or ``*``.
+ETAG = re.compile(r'^(?:W/)?"(\d{1,18})"$')
+
+
 def if_match(request: Request) -> int | None:
+    """The version ``If-Match`` names; a malformed header is a 400 (a client error, not a
+    stale version)."""
     raw = request.headers.get("if-match")
     if raw is None or raw.strip() == "*":
         return None
-    tag = raw.strip().removeprefix("W/").strip('"')
-    if not tag.isdigit():
-        raise PreconditionFailed("If-Match must be an ETag this API returned")
-    return int(tag)
+    m = ETAG.match(raw.strip())
+    if m is None:
+        raise InvalidRequest('If-Match must be an ETag this API returned ("N") or *', param="If-Match")
+    return int(m.group(1))
 
 
-async def _body(request: Request) -> Any:
+async def _body(request: Request, limit: int) -> Any:
+    raw = await read_body(request, limit)
     try:
-        return orjson.loads(await request.body())
+        return orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise InvalidRequest("the body is not valid JSON", param="$") from None
 
@@ -60,6 +68,10 @@ class ManagementRoutes:
         self.gateway = gateway
         self.auth = auth
         self.management: Management | None = None
+
+    async def read(self, request: Request) -> Any:
+        """The JSON body, within ``limits.max_body_bytes`` (413 above it)."""
+        return await _body(request, self.gateway.config.limits.max_body_bytes)
 
     async def principal(self, request: Request) -> Principal:
         if not self.auth.configured(self.gateway.config):
@@ -103,7 +115,7 @@ class ManagementRoutes:
             ws, env = self._scope(request, scope)
             if request.method == "GET":
                 return _json({"data": await m.list(who, kind, ws, env)})
-            answer = await m.create(who, kind, ws, env, await _body(request))
+            answer = await m.create(who, kind, ws, env, await self.read(request))
             return _json(answer.body, 201, answer.version)
 
         return handle
@@ -116,7 +128,7 @@ class ManagementRoutes:
                 answer = await m.get(who, kind, ws, env, name)
                 return _json(answer.body, 200, answer.version)
             if request.method == "PUT":
-                answer = await m.update(who, kind, ws, env, name, await _body(request), if_match(request))
+                answer = await m.update(who, kind, ws, env, name, await self.read(request), if_match(request))
                 return _json(answer.body, 200, answer.version)
             await m.delete(who, kind, ws, env, name, if_match(request))
             return Response(status_code=204)
@@ -128,5 +140,5 @@ class ManagementRoutes:
         if request.method == "GET":
             answer = await m.get(who, "pool-definition", ws, env, None)
         else:
-            answer = await m.update(who, "pool-definition", ws, env, None, await _body(request), if_match(request))
+            answer = await m.update(who, "pool-definition", ws, env, None, await self.read(request), if_match(request))
         return _json(answer.body, 200, answer.version)
