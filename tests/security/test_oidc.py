@@ -40,11 +40,24 @@ async def test_a_valid_token_yields_its_claims_and_roles(idp: FakeIdentityProvid
     """A token signed by the JWKS key, for our audience and issuer, is accepted; its roles
     combine the claim, default_roles and the /v1/user assignment."""
     v = verifier(idp, roles_claim="realm_access.roles", default_roles=["read-only"])
-    claims = await v.verify(idp.token(email="alice@example.com", realm_access={"roles": ["power-user"]}))
+    claims = await v.verify(
+        idp.token(email="alice@example.com", email_verified=True, realm_access={"roles": ["power-user"]})
+    )
     assert claims["sub"] == "alice"
     who = v.principal(claims, {"alice@example.com": UserConfig(roles=["admin"], workspaces=["acme"])})
     assert who.id == "alice@example.com"
     assert who.roles == {"read-only", "power-user", "admin"} and who.workspaces == {"acme"}
+
+
+async def test_an_unverified_email_claims_no_assignment(idp: FakeIdentityProvider) -> None:
+    """Without `email_verified: true` the email is ignored: no one takes over another's roles."""
+    v = verifier(idp, default_roles=["read-only"])
+    users = {"alice@example.com": UserConfig(roles=["admin"], workspaces=["acme"])}
+    for verified in (None, False, "true"):
+        extra = {} if verified is None else {"email_verified": verified}
+        claims = await v.verify(idp.token(sub="mallory", email="alice@example.com", **extra))
+        who = v.principal(claims, users)
+        assert who.id == "mallory" and who.roles == {"read-only"} and who.workspaces is None
 
 
 @pytest.mark.parametrize(

@@ -101,8 +101,13 @@ class OidcVerifier:
 
     def principal(self, claims: Mapping[str, Any], users: Mapping[str, UserConfig]) -> Principal:
         """Roles: the claim's, plus ``default_roles``, plus the ``/v1/user`` assignment of ``sub`` or
-        ``email``; workspaces = the assignment's memberships (``None``: not limited)."""
-        sub, email = str(claims.get("sub", "")), str(claims.get("email", "") or "")
+        ``email``; workspaces = the assignment's memberships (``None``: not limited).
+
+        The email counts only when the issuer vouches for it (``email_verified: true``): with an
+        identity provider that lets users set their own email, anyone could otherwise claim
+        another user's assignment, workspace included."""
+        sub = str(claims.get("sub", ""))
+        email = str(claims.get("email", "") or "") if claims.get("email_verified") is True else ""
         roles = set(self.settings.default_roles) | set(_claim(claims, self.settings.roles_claim))
         workspaces: set[str] | None = None
         for ident in (sub, email):
