@@ -66,6 +66,17 @@ def _runtime_endpoint(options: BedrockOptions) -> tuple[HttpClient, AwsSigner]:
     return http, AwsSigner(region, role_arn=options.role_arn)
 
 
+class _RuntimeClient:
+    """What both Bedrock clients share: the endpoint's pooled session and the signer."""
+
+    def __init__(self, http: HttpClient, signer: AwsSigner) -> None:
+        self.http = http
+        self.signer = signer
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
 @frozen
 class BedrockInvokeProvider:
     name: str = "bedrock-invoke"
@@ -76,10 +87,7 @@ class BedrockInvokeProvider:
         return BedrockInvokeClient(*_runtime_endpoint(spec.options))
 
 
-class BedrockInvokeClient:
-    def __init__(self, http: HttpClient, signer: AwsSigner) -> None:
-        self.http = http
-        self.signer = signer
+class BedrockInvokeClient(_RuntimeClient):
 
     @staticmethod
     def _body(call: UpstreamCall) -> bytes:
@@ -111,8 +119,6 @@ class BedrockInvokeClient:
         resp = await post_signed(self.http, self.signer, path, self._body(call), headers, call.timeout, stream=True)
         return EventStream(resp, _invoke_event)
 
-    async def aclose(self) -> None:
-        await self.http.aclose()
 
 
 @frozen
@@ -127,10 +133,7 @@ class BedrockConverseProvider:
         return BedrockConverseClient(*_runtime_endpoint(spec.options))
 
 
-class BedrockConverseClient:
-    def __init__(self, http: HttpClient, signer: AwsSigner) -> None:
-        self.http = http
-        self.signer = signer
+class BedrockConverseClient(_RuntimeClient):
 
     @staticmethod
     def _body(call: UpstreamCall) -> bytes:
@@ -161,8 +164,6 @@ class BedrockConverseClient:
         resp = await post_signed(self.http, self.signer, path, self._body(call), headers, call.timeout, stream=True)
         return EventStream(resp, lambda kind, event, payload: _converse_event(kind, event, payload, call.model))
 
-    async def aclose(self) -> None:
-        await self.http.aclose()
 
 
 class EventStream:
