@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from vmx_core import Gateway
 from vmx_core.errors import NotFound, RequestError, VmxError
@@ -22,7 +22,7 @@ from vmx_core.plugins import collect
 from vmx_core.security.admin import AdminAuth
 from vmx_core.store.manage import Management
 from vmx_core.store.service import ConfigService
-from vmx_server.errors import MethodNotAllowed, dialect_for_path, error_response
+from vmx_server.errors import MethodNotAllowed, dialect_for_path, error_response, send_error
 from vmx_server.routes import audit, completion, meta, ui
 from vmx_server.routes.management import ManagementRoutes
 
@@ -68,12 +68,14 @@ def create_app(gateway: Gateway, config_path: str | os.PathLike[str] | None = No
         err = RequestError("internal gateway error")
         return error_response(err, dialect_for_path(request.url.path))
 
+    endpoints = completion.endpoints(gateway)
     routes: list[Any] = [
-        *completion.routes(gateway), *meta.routes(gateway, state), *audit.routes(gateway, auth),
+        *completion.routes(gateway, endpoints), *meta.routes(gateway, state), *audit.routes(gateway, auth),
         *management.routes(), *ui.routes(),
     ]
     routes.extend(collect(gateway.plugins.hook.vmx_register_routes()))
-    app: ASGIApp = Starlette(
+    app: ASGIApp = VmxApp(
+        endpoints,
         routes=routes,
         lifespan=lifespan,
         exception_handlers={HTTPException: http_error, Exception: internal_error},
@@ -84,6 +86,43 @@ def create_app(gateway: Gateway, config_path: str | os.PathLike[str] | None = No
         if wrapped is not None:
             app = wrapped
     return app
+
+
+class VmxApp(Starlette):
+    """Starlette, with the completion POSTs -- the hot path -- dispatched by a dictionary
+    lookup straight to their raw ASGI endpoints instead of through the middleware stack and
+    the router's regex scan (issue 9).  Everything else, the same routes' other methods
+    included (405), goes through Starlette."""
+
+    def __init__(self, endpoints: dict[str, completion.CompletionEndpoint], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.completion = endpoints
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
+            path: str = scope["path"]
+            if path.startswith(completion.PREFIX):
+                ws, _, rest = path[len(completion.PREFIX):].partition("/")
+                env, _, suffix = rest.partition("/")
+                endpoint = self.completion.get(suffix)
+                if endpoint is not None and ws and env:
+                    scope["app"] = self
+                    scope["path_params"] = {"workspace": ws, "environment": env}
+                    try:
+                        await endpoint(scope, receive, send)
+                    except Exception as exc:
+                        await _internal_error(send, path, exc)
+                    return
+        await super().__call__(scope, receive, send)
+
+
+async def _internal_error(send: Send, path: str, exc: Exception) -> None:
+    # A bug, not an upstream or client problem: log the type (never request data).
+    log.error("unhandled_error", path=path, error=type(exc).__name__, exc_info=exc)
+    try:
+        await send_error(send, RequestError("internal gateway error"), dialect_for_path(path))
+    except Exception:  # the answer had started: the server closes the connection
+        raise exc from None
 
 
 def _install_sighup(service: ConfigService, path: str | os.PathLike[str]) -> bool:

@@ -1,36 +1,99 @@
-"""Reading request bodies with a size limit, and running a call that a client disconnect
-cancels (which closes the upstream connection, so the provider stops generating)."""
+"""Request bodies with a size limit, answers written straight to ASGI, and watching for a
+client that goes away (which cancels the call and so closes the upstream connection, and the
+provider stops generating).
+
+The completion endpoints use these on the raw ASGI interface rather than through Starlette's
+``Request``/``Response``: they are the gateway's hot path, and Starlette's per-request objects,
+its two-task disconnect listener around streamed responses and an ``asyncio.wait`` over two more
+tasks cost more CPU than the gateway's own governance (issue 9, docs/performance.md).
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable
-from typing import TypeVar
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 from starlette.requests import Request
+from starlette.types import Receive, Scope, Send
 
 from vmx_core.errors import RequestTooLarge
-
-T = TypeVar("T")
-
 
 #: How much of an over-limit body of unknown length is read and dropped before the 413.
 DRAIN_BYTES = 1024 * 1024
 
+JSON = "application/json"
+EVENT_STREAM = "text/event-stream; charset=utf-8"
+
+
+class ClientDisconnected(Exception):
+    """The client closed the connection before the answer was ready."""
+
+
+def request_headers(scope: Scope) -> dict[str, str]:
+    """The request's headers by lower-case name; of a repeated header, the first (as
+    Starlette's ``Headers.get``)."""
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in scope["headers"]:
+        name = raw_name.decode("latin-1").lower()
+        if name not in headers:
+            headers[name] = raw_value.decode("latin-1")
+    return headers
+
 
 async def read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
+    """A Starlette request's body, refused with 413 past ``limit`` bytes."""
+    return await read_limited(request.stream(), request.headers.get("content-length"), limit)
+
+
+async def receive_body(receive: Receive, declared: str | None, limit: int) -> bytes:
+    """The body of a raw ASGI request, refused with 413 past ``limit`` bytes; raises
+    :class:`ClientDisconnected` if the client leaves while sending it."""
+    # A plain loop rather than ``read_limited`` over a generator: an async generator per
+    # request costs its registration with the loop, and almost every body is one message.
     if declared and declared.isdigit() and int(declared) > limit:
         raise RequestTooLarge(f"request body is {declared} bytes; the limit is {limit}")
-    chunks: list[bytes] = []
+    parts: list[bytes] = []
     size = 0
-    stream = request.stream()
-    async for chunk in stream:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise await _too_large(stream, limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
+            if not message.get("more_body", False):
+                raise RequestTooLarge(f"request body exceeds the limit of {limit} bytes")
+            raise await _too_large(_chunks(receive), limit)
+        if chunk:
+            parts.append(chunk)
+        if not message.get("more_body", False):
+            return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+async def _chunks(receive: Receive) -> AsyncIterator[bytes]:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected
+        chunk = message.get("body", b"")
+        if chunk:
+            yield chunk
+        if not message.get("more_body", False):
+            return
+
+
+async def read_limited(chunks: AsyncIterator[bytes], declared: str | None, limit: int) -> bytes:
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise RequestTooLarge(f"request body is {declared} bytes; the limit is {limit}")
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            raise await _too_large(chunks, limit)
+        parts.append(chunk)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 async def _too_large(rest: AsyncIterator[bytes], limit: int) -> RequestTooLarge:
@@ -40,38 +103,62 @@ async def _too_large(rest: AsyncIterator[bytes], limit: int) -> RequestTooLarge:
     is closed instead (``connection: close``)."""
     message = f"request body exceeds the limit of {limit} bytes"
     drained = 0
-    async for chunk in rest:
-        drained += len(chunk)
-        if drained > DRAIN_BYTES:
-            return RequestTooLarge(message, headers={"connection": "close"})
+    try:
+        async for chunk in rest:
+            drained += len(chunk)
+            if drained > DRAIN_BYTES:
+                return RequestTooLarge(message, headers={"connection": "close"})
+    except ClientDisconnected:
+        pass
     return RequestTooLarge(message)
 
 
-async def cancel_on_disconnect(request: Request, call: Awaitable[T]) -> T:
-    """Await ``call``, cancelling it if the client goes away first."""
-    task = asyncio.ensure_future(call)
-    watcher = asyncio.ensure_future(_disconnected(request))
-    try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        if not watcher.done():
-            watcher.cancel()
-    if not task.done():
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
-        raise ClientDisconnected
-    return task.result()
+def response_start(status: int, headers: Mapping[str, str], content_type: str, length: int | None) -> dict[str, Any]:
+    """``http.response.start``: the answer's own headers win over the defaults (as with
+    Starlette's ``Response``)."""
+    raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    names = {k for k, _ in raw}
+    if length is not None and b"content-length" not in names:
+        raw.append((b"content-length", str(length).encode()))
+    if b"content-type" not in names:
+        raw.append((b"content-type", content_type.encode()))
+    return {"type": "http.response.start", "status": status, "headers": raw}
 
 
-class ClientDisconnected(Exception):
-    """The client closed the connection before the answer was ready."""
+async def send_whole(send: Send, status: int, headers: Mapping[str, str], body: bytes, content_type: str = JSON) -> None:
+    await send(response_start(status, headers, content_type, len(body)))
+    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-async def _disconnected(request: Request) -> None:
-    while True:
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
-            return
+class DisconnectWatch:
+    """Cancels the task that created it when the client disconnects: one extra task per
+    request, which listens on ``receive`` while the call runs.
+
+    ``stop()`` it when the answer is sent; after catching the cancellation, ``absorb()`` tells
+    whether it was the client's (and clears it) or somebody else's (re-raise then)."""
+
+    def __init__(self, receive: Receive) -> None:
+        self.disconnected = False
+        task = asyncio.current_task()
+        assert task is not None
+        self._task = task
+        self._watcher = asyncio.get_running_loop().create_task(self._watch(receive))
+
+    async def _watch(self, receive: Receive) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                self.disconnected = True
+                self._task.cancel()
+                return
+
+    def stop(self) -> None:
+        if not self._watcher.done():
+            self._watcher.cancel()
+
+    def absorb(self) -> bool:
+        """After a ``CancelledError``: True if it came from the client leaving."""
+        if self.disconnected:
+            self._task.uncancel()
+            return True
+        return False
