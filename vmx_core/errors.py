@@ -13,7 +13,8 @@
     │   ├── UpstreamConnectionError  could not connect, or the connection dropped
     │   ├── UpstreamTimeoutError     the leg's own timeout passed
     │   ├── UpstreamStalledError     a stream sent nothing for stream_idle_timeout_ms
-    │   └── UpstreamProtocolError    a non-JSON body, an HTML error page, a truncated stream
+    │   ├── UpstreamProtocolError    a non-JSON body, an HTML error page, a truncated stream
+    │   └── CountNotSupported        the upstream cannot count this request's tokens natively
     └── RequestError             what the client is told; each maps to one row of DESIGN §6
         ├── InvalidRequest (400)         BlockedByRouting (400)
         ├── AuthenticationFailed (401)   PermissionDenied (403)   NotFound (404)
@@ -40,6 +41,7 @@ __all__ = [
     "ConfigError",
     "ConfigStoreError",
     "Conflict",
+    "CountNotSupported",
     "CredentialError",
     "InvalidRequest",
     "NotFound",
@@ -155,6 +157,15 @@ class UpstreamStalledError(ProviderError):
 
 class UpstreamProtocolError(ProviderError):
     reason = "protocol_error"
+
+
+class CountNotSupported(ProviderError):
+    """Raised by a client's ``count_tokens`` when the upstream cannot count this request (the
+    model has no native counter, or the counter refuses a kind of input the model itself
+    takes).  The request is not wrong, so the count endpoint answers with its estimate."""
+
+    reason = "count_not_supported"
+    retryable = False
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,14 +2,17 @@
 
 boto3 is synchronous, so it never runs on the request path: credentials are resolved once,
 through boto3's usual chain (environment, shared files, SSO, container and instance roles),
-in a worker thread; an optional ``role_arn`` is assumed with STS and refreshed (again in a
-thread) shortly before it expires.  Only the signing itself -- pure CPU -- runs in the loop.
+in a worker thread; an optional ``role_arn`` is assumed with STS (at the endpoint botocore
+picks: the region's, or ``AWS_ENDPOINT_URL_STS``) and refreshed, again in a thread, once
+fewer than ``REFRESH_MARGIN`` seconds are left.  Only the signing itself -- pure CPU -- runs in
+the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import datetime as dt
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -22,6 +25,13 @@ from vmx_providers.openai import NotConfigured
 
 #: Refresh assumed-role credentials this many seconds before they expire.
 REFRESH_MARGIN = 300
+#: Below this many seconds left, a failed refresh fails the request; above it, the current
+#: credentials are used while each later request retries the refresh.
+MANDATORY_MARGIN = 60
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 @define
@@ -29,6 +39,8 @@ class AwsSigner:
     region: str
     service: str = "bedrock"
     role_arn: str | None = None
+    #: The time assumed-role credentials are checked against (tests move it on).
+    clock: Callable[[], dt.datetime] = utc_now
     _credentials: Any = field(default=None, init=False)
     _lock: asyncio.Lock = field(factory=asyncio.Lock, init=False)
 
@@ -40,8 +52,12 @@ class AwsSigner:
                 if self._credentials is None:
                     self._credentials = await asyncio.to_thread(self._resolve)
                 creds = self._credentials
+                # Refreshable credentials refresh themselves -- synchronously, over the
+                # network -- inside get_frozen_credentials once they are within their own
+                # advisory margin, which is what refresh_needed() checks with no argument:
+                # then the call goes to a thread, never into the loop.
                 refresh_needed = getattr(creds, "refresh_needed", None)
-                if refresh_needed is not None and refresh_needed(REFRESH_MARGIN):
+                if refresh_needed is not None and refresh_needed():
                     return await asyncio.to_thread(creds.get_frozen_credentials)
             return creds.get_frozen_credentials()
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
@@ -59,15 +75,19 @@ class AwsSigner:
             raise NotConfigured("no AWS credentials in the default chain (environment, shared files, roles)")
         if not self.role_arn:
             return base
-        role_arn = self.role_arn
+        first = self._assume(session, self.role_arn)
+        return RefreshableCredentials(
+            first["access_key"], first["secret_key"], first["token"], dt.datetime.fromisoformat(first["expiry_time"]),
+            refresh_using=lambda: self._assume(session, self.role_arn or ""), method="assume-role",
+            time_fetcher=self.clock, advisory_timeout=REFRESH_MARGIN, mandatory_timeout=MANDATORY_MARGIN,
+        )
 
-        def assume() -> dict[str, str]:
-            sts = session.create_client("sts", region_name=self.region)
-            c = sts.assume_role(RoleArn=role_arn, RoleSessionName="vmx-gateway")["Credentials"]
-            return {"access_key": c["AccessKeyId"], "secret_key": c["SecretAccessKey"],
-                    "token": c["SessionToken"], "expiry_time": c["Expiration"].isoformat()}
-
-        return RefreshableCredentials.create_from_metadata(assume(), assume, "assume-role")
+    def _assume(self, session: Any, role_arn: str) -> dict[str, str]:
+        """STS AssumeRole with the chain's credentials, in botocore's refresh metadata form."""
+        sts = session.create_client("sts", region_name=self.region)
+        c = sts.assume_role(RoleArn=role_arn, RoleSessionName="vmx-gateway")["Credentials"]
+        return {"access_key": c["AccessKeyId"], "secret_key": c["SecretAccessKey"],
+                "token": c["SessionToken"], "expiry_time": c["Expiration"].isoformat()}
 
     async def sign(self, url: str, body: bytes, headers: Mapping[str, str]) -> dict[str, str]:
         """The headers of a signed ``POST url`` with ``body`` (``Authorization``,

@@ -124,6 +124,10 @@ class HttpClient:
         except (TimeoutError, aiohttp.ClientError):
             raw = b""
         message, etype, code, param = _error_fields(raw)
+        if etype is None and resp.headers.get("x-amzn-errortype"):
+            # AWS services (Bedrock) name the error in a header, e.g.
+            # ``ValidationException:http://internal.amazon.com/coral/...``: the name is enough.
+            etype = resp.headers["x-amzn-errortype"].split(":", 1)[0]
         if message is None:
             ctype = resp.headers.get("content-type", "unknown").split(";")[0]
             message = f"HTTP {resp.status} {resp.reason or ''}".strip() + f" ({ctype} body)"

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 from urllib.parse import quote
@@ -30,7 +31,7 @@ import orjson
 from attrs import frozen
 
 from vmx_core import hookimpl
-from vmx_core.errors import UpstreamProtocolError
+from vmx_core.errors import CountNotSupported, UpstreamHTTPError, UpstreamProtocolError
 from vmx_core.providers import ConnectionSpec, UpstreamCall, UpstreamReply
 from vmx_core.wire import sse
 from vmx_core.wire.formats import Format
@@ -41,6 +42,16 @@ from vmx_providers._http import HttpClient, wrap_client_error
 from vmx_providers.anthropic import split_betas
 
 ANTHROPIC_VERSION = "bedrock-2023-05-31"
+
+#: The members of a Converse request that CountTokens takes (its ``ConverseTokensRequest``):
+#: ``inferenceConfig`` does not change the input, and the API has no field for it.
+CONVERSE_COUNTED = ("messages", "system", "toolConfig", "additionalModelRequestFields")
+
+#: How Bedrock's 400 ``ValidationException`` reads when it cannot count rather than when the
+#: body is wrong: "The provided model doesn't support counting tokens." (most non-Claude
+#: models, and models served only through cross-Region inference profiles), or "Document
+#: input not supported for token counting".
+_COUNT_UNSUPPORTED = re.compile(r"\b(?:doesn.t|does not|not) support(?:ed)?\b.*\bcount", re.IGNORECASE | re.DOTALL)
 
 
 @frozen
@@ -73,6 +84,35 @@ class _RuntimeClient:
         self.http = http
         self.signer = signer
 
+    async def _post(self, path: str, body: bytes, timeout: float) -> tuple[int, bytes, Any, dict[str, str]]:
+        """A signed JSON call, read whole: (status, raw body, parsed body, headers)."""
+        headers = {"content-type": "application/json", "accept": "application/json"}
+        resp = await post_signed(self.http, self.signer, path, body, headers, timeout, stream=False)
+        try:
+            raw = await resp.read()
+        except aiohttp.ClientError as exc:
+            raise wrap_client_error(exc) from None
+        finally:
+            resp.release()
+        try:
+            return resp.status, raw, orjson.loads(raw), dict(resp.headers)
+        except orjson.JSONDecodeError:
+            raise UpstreamProtocolError("Bedrock answered a body that is not JSON") from None
+
+    async def _count(self, model: str, counted: dict[str, Any], timeout: float) -> int:
+        """CountTokens (``POST /model/{id}/count-tokens``) of ``{"input": counted}``."""
+        try:
+            _status, _raw, data, _headers = await self._post(
+                f"/model/{quote(model, safe='')}/count-tokens", orjson.dumps({"input": counted}), timeout)
+        except UpstreamHTTPError as exc:
+            if exc.status == 400 and exc.error_type in (None, "ValidationException") and _COUNT_UNSUPPORTED.search(exc.message):
+                raise CountNotSupported(exc.message) from None
+            raise
+        count = data.get("inputTokens") if isinstance(data, dict) else None
+        if not isinstance(count, int) or isinstance(count, bool):
+            raise UpstreamProtocolError("Bedrock's token count has no inputTokens")
+        return count
+
     async def aclose(self) -> None:
         await self.http.aclose()
 
@@ -90,28 +130,33 @@ class BedrockInvokeProvider:
 class BedrockInvokeClient(_RuntimeClient):
 
     @staticmethod
-    def _body(call: UpstreamCall) -> bytes:
+    def _payload(call: UpstreamCall) -> dict[str, Any]:
         body, headers = split_betas(call.body, call.headers)
         body = {k: v for k, v in body.items() if k not in ("model", "stream")}
         if headers.get("anthropic-beta"):
             body["anthropic_beta"] = headers["anthropic-beta"].split(",")
         body.setdefault("anthropic_version", ANTHROPIC_VERSION)
-        return orjson.dumps(body)
+        return body
+
+    def _body(self, call: UpstreamCall) -> bytes:
+        return orjson.dumps(self._payload(call))
 
     async def send(self, call: UpstreamCall) -> UpstreamReply:
-        path = f"/model/{quote(call.model, safe='')}/invoke"
-        headers = {"content-type": "application/json", "accept": "application/json"}
-        resp = await post_signed(self.http, self.signer, path, self._body(call), headers, call.timeout, stream=False)
-        try:
-            raw = await resp.read()
-        except aiohttp.ClientError as exc:
-            raise wrap_client_error(exc) from None
-        finally:
-            resp.release()
-        try:
-            return UpstreamReply(resp.status, raw, orjson.loads(raw), dict(resp.headers))
-        except orjson.JSONDecodeError:
-            raise UpstreamProtocolError("Bedrock answered a body that is not JSON") from None
+        status, raw, data, headers = await self._post(f"/model/{quote(call.model, safe='')}/invoke", self._body(call), call.timeout)
+        return UpstreamReply(status, raw, data, headers)
+
+    async def count_tokens(self, call: UpstreamCall) -> int:
+        """Bedrock's count of the input tokens of the InvokeModel body this call would send."""
+        body = self._payload(call)
+        if "max_tokens" not in body:
+            # Claude's InvokeModel body requires max_tokens, which a count request does not
+            # carry; it does not change the input count, but must stay above a thinking budget.
+            thinking = body.get("thinking")
+            budget = thinking.get("budget_tokens") if isinstance(thinking, dict) else None
+            body["max_tokens"] = budget + 1 if isinstance(budget, int) and not isinstance(budget, bool) else 1
+        # The API takes the body as a blob, which its JSON protocol carries base64-encoded.
+        encoded = base64.b64encode(orjson.dumps(body)).decode("ascii")
+        return await self._count(call.model, {"invokeModel": {"body": encoded}}, call.timeout)
 
     async def open_stream(self, call: UpstreamCall) -> EventStream:
         path = f"/model/{quote(call.model, safe='')}/invoke-with-response-stream"
@@ -142,21 +187,14 @@ class BedrockConverseClient(_RuntimeClient):
         return orjson.dumps({k: v for k, v in call.body.items() if k not in ("model", "stream")})
 
     async def send(self, call: UpstreamCall) -> UpstreamReply:
-        path = f"/model/{quote(call.model, safe='')}/converse"
-        headers = {"content-type": "application/json", "accept": "application/json"}
-        resp = await post_signed(self.http, self.signer, path, self._body(call), headers, call.timeout, stream=False)
-        try:
-            raw = await resp.read()
-        except aiohttp.ClientError as exc:
-            raise wrap_client_error(exc) from None
-        finally:
-            resp.release()
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise UpstreamProtocolError("Bedrock answered a body that is not JSON") from None
+        status, raw, data, headers = await self._post(f"/model/{quote(call.model, safe='')}/converse", self._body(call), call.timeout)
         # Converse does not say which model answered; the converters read it from here.
-        return UpstreamReply(resp.status, raw, {**data, "model": call.model} if isinstance(data, dict) else data, dict(resp.headers))
+        return UpstreamReply(status, raw, {**data, "model": call.model} if isinstance(data, dict) else data, headers)
+
+    async def count_tokens(self, call: UpstreamCall) -> int:
+        """Bedrock's count of the input tokens of the Converse request this call would send."""
+        counted = {k: call.body[k] for k in CONVERSE_COUNTED if k in call.body}
+        return await self._count(call.model, {"converse": counted}, call.timeout)
 
     async def open_stream(self, call: UpstreamCall) -> EventStream:
         path = f"/model/{quote(call.model, safe='')}/converse-stream"

@@ -4,6 +4,7 @@ signature with botocore and streams real event-stream frames."""
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -15,7 +16,7 @@ from tests.conftest import KEY
 from tests.e2e import spec
 from tests.e2e.conftest import e2e_config
 from tests.fakes.anthropic_upstream import SIGNATURE, TOOL_INPUT
-from tests.fakes.bedrock_upstream import AWS_ENV, REGION, FakeBedrock
+from tests.fakes.bedrock_upstream import AWS_ENV, REGION, FakeBedrock, token_count
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.server import VmxProcess
 
@@ -32,6 +33,9 @@ def bedrock_config(upstream: FakeOpenAI, bedrock: FakeBedrock) -> dict[str, Any]
     prod["resources"]["throttled"] = {"model": {"connection": "aws", "model": "throttle"}}
     prod["connections"]["converse"] = {"provider": "bedrock", "options": {"region": REGION, "base_url": bedrock.base_url}}
     prod["resources"]["nova"] = {"model": {"connection": "converse", "model": "amazon.nova-pro-v1:0"}}
+    prod["resources"]["claude-converse"] = {"model": {"connection": "converse", "model": MODEL}}
+    # A cross-Region inference profile: Bedrock cannot count tokens through one.
+    prod["resources"]["claude-profile"] = {"model": {"connection": "aws", "model": "us." + MODEL}}
     return config
 
 
@@ -165,3 +169,76 @@ async def test_converse_refuses_an_image_url(claude: Any, bedrock_upstream: Fake
     with pytest.raises(anthropic.BadRequestError, match="image by URL"):
         await claude.messages.create(model="nova", max_tokens=50, messages=[{"role": "user", "content": [image]}])
     assert bedrock_upstream.requests == []
+
+
+# CountTokens -------------------------------------------------------------------------------
+
+SYSTEM = "be brief"
+
+
+def counted_input(sent: dict[str, Any]) -> dict[str, Any]:
+    """What a CountTokens request asked to count: the Converse members, or the decoded
+    InvokeModel body."""
+    given = sent["body"]["input"]
+    if "invokeModel" in given:
+        decoded: dict[str, Any] = json.loads(base64.b64decode(given["invokeModel"]["body"]))
+        return decoded
+    converse: dict[str, Any] = given["converse"]
+    return converse
+
+
+async def test_count_tokens_on_invoke_model_is_bedrocks_own(claude: Any, bedrock_upstream: FakeBedrock) -> None:
+    """messages.count_tokens on a bedrock-invoke resource asks CountTokens with the InvokeModel
+    body (base64, Bedrock's anthropic_version, no model) and answers Bedrock's number."""
+    raw = await claude.messages.with_raw_response.count_tokens(model="claude", system=SYSTEM, messages=HI, tools=[WEATHER])
+    sent = bedrock_upstream.requests[-1]
+    assert sent["path"] == "/model/anthropic.claude-sonnet-4-5-20250929-v1%3A0/count-tokens"
+    body = counted_input(sent)
+    assert body == {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 1, "system": SYSTEM, "messages": HI, "tools": [WEATHER]}
+    assert (await raw.parse()).input_tokens == token_count(body)
+    assert raw.headers["x-vmx-token-count"] == "provider"
+
+
+async def test_count_tokens_on_converse_sends_the_converted_request(claude: Any, bedrock_upstream: FakeBedrock) -> None:
+    """On a bedrock (Converse) resource the Anthropic body is converted to Converse as a
+    completion would be, and only the members CountTokens takes are sent."""
+    raw = await claude.messages.with_raw_response.count_tokens(
+        model="claude-converse", system=SYSTEM, messages=HI, tools=[WEATHER],
+        thinking={"type": "enabled", "budget_tokens": 1024})
+    counted = counted_input(bedrock_upstream.requests[-1])
+    assert counted == {
+        "messages": [{"role": "user", "content": [{"text": "hi"}]}],
+        "system": [{"text": SYSTEM}],
+        "toolConfig": {"tools": [{"toolSpec": {"name": "get_weather", "inputSchema": {"json": WEATHER["input_schema"]}}}]},
+        "additionalModelRequestFields": {"thinking": {"type": "enabled", "budget_tokens": 1024}},
+    }
+    assert (await raw.parse()).input_tokens == token_count(counted)
+    assert raw.headers["x-vmx-token-count"] == "provider"
+
+
+@pytest.mark.parametrize("resource", ["nova", "claude-profile"])
+async def test_count_tokens_falls_back_to_the_estimate_when_bedrock_cannot_count(
+    claude: Any, bedrock_upstream: FakeBedrock, resource: str
+) -> None:
+    """A model Bedrock cannot count for (its 400 ValidationException) gets the gateway's
+    estimate, marked as such, on either provider."""
+    raw = await claude.messages.with_raw_response.count_tokens(model=resource, messages=HI)
+    assert bedrock_upstream.requests[-1]["path"].endswith("/count-tokens")
+    assert raw.headers["x-vmx-token-count"] == "estimate"
+    assert (await raw.parse()).input_tokens > 0
+
+
+async def test_count_tokens_estimates_what_converse_cannot_carry(claude: Any, bedrock_upstream: FakeBedrock) -> None:
+    """An image by URL cannot become Converse: the count is the estimate and nothing is sent."""
+    image = {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.png"}}
+    raw = await claude.messages.with_raw_response.count_tokens(
+        model="claude-converse", messages=[{"role": "user", "content": [image, {"type": "text", "text": "what is it?"}]}])
+    assert raw.headers["x-vmx-token-count"] == "estimate"
+    assert bedrock_upstream.requests == []
+
+
+async def test_count_tokens_passes_on_bedrocks_refusal_of_the_body(claude: Any, bedrock_upstream: FakeBedrock) -> None:
+    """A body Bedrock refuses as malformed (not a model it cannot count) is the client's 400."""
+    with pytest.raises(anthropic.BadRequestError, match="Malformed input request"):
+        await claude.messages.count_tokens(model="claude", messages=HI, extra_body={"anthropic_version": "bedrock-2099-01-01"})
+    assert bedrock_upstream.requests[-1]["path"].endswith("/count-tokens")

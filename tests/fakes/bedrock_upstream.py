@@ -6,13 +6,25 @@ Converse / ConverseStream with Converse JSON and events.
 Answers follow the fake Anthropic's rules (``anthropic_upstream``): thinking when asked, a
 tool call when tools are given and no result yet, else an echo.  Model ``throttle`` streams a
 ``throttlingException`` frame after the first content.
+
+CountTokens (``/model/{id}/count-tokens``) takes either input of the real API -- ``converse``
+(the ``ConverseTokensRequest`` members only) or ``invokeModel`` (the InvokeModel body,
+base64-encoded as the JSON protocol carries a blob) -- and counts ``token_count``: 7 plus the
+words of every text the input holds.  As on AWS, only Claude models (``anthropic.…``) count;
+any other model answers the ``ValidationException`` Bedrock gives for it.
+
+Signatures are checked against the static test credentials, or against whatever
+``credentials`` resolves an access key id to (the temporary keys an STS fake issued): then the
+session token must come, signed, in ``X-Amz-Security-Token``.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -34,11 +46,23 @@ AWS_ENV = {
     "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/vmx-tests",
     "AWS_EC2_METADATA_DISABLED": "true",
 }
+#: The message Bedrock's CountTokens answers (400 ValidationException) for a model it cannot count.
+NOT_COUNTABLE = "The provided model doesn't support counting tokens."
+CONVERSE_COUNTED = {"messages", "system", "toolConfig", "additionalModelRequestFields"}
+#: Keys whose string values are not text the model reads (roles, block types, versions).
+_NOT_TEXT = {"role", "type", "anthropic_version", "format"}
+#: An access key id -> (secret, session token or None), or None for a key AWS never issued.
+CredentialLookup = Callable[[str], tuple[str, str | None] | None]
 _AUTH = re.compile(r"AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request, SignedHeaders=([^,]+), Signature=([0-9a-f]{64})")
 
 
+def static_credentials(key: str) -> tuple[str, str | None] | None:
+    return (SECRET_KEY, None) if key == ACCESS_KEY else None
+
+
 class FakeBedrock:
-    def __init__(self) -> None:
+    def __init__(self, credentials: CredentialLookup = static_credentials) -> None:
+        self.credentials = credentials
         self.requests: list[dict[str, Any]] = []
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -53,6 +77,7 @@ class FakeBedrock:
         app.router.add_post("/model/{model}/invoke-with-response-stream", self._invoke_stream)
         app.router.add_post("/model/{model}/converse", self._converse)
         app.router.add_post("/model/{model}/converse-stream", self._converse_stream)
+        app.router.add_post("/model/{model}/count-tokens", self._count_tokens)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -69,12 +94,17 @@ class FakeBedrock:
         if m is None:
             return "missing or malformed Authorization"
         key, _day, region, service, signed, signature = m.groups()
-        if (key, region, service) != (ACCESS_KEY, REGION, "bedrock"):
+        known = self.credentials(key)
+        if known is None or (region, service) != (REGION, "bedrock"):
             return f"wrong credential scope {key}/{region}/{service}"
+        secret, token = known
+        if token is not None and (request.headers.get("X-Amz-Security-Token") != token
+                                  or "x-amz-security-token" not in signed.split(";")):
+            return "The security token included in the request is invalid"
         headers = {name: request.headers[name] for name in signed.split(";") if name != "host"}
         aws = AWSRequest(method=request.method, url=self.base_url + request.raw_path, data=raw, headers=headers)
         aws.context["timestamp"] = request.headers.get("X-Amz-Date", "")
-        auth = SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "bedrock", REGION)
+        auth = SigV4Auth(Credentials(key, secret, token), "bedrock", REGION)
         expected = auth.signature(auth.string_to_sign(aws, auth.canonical_request(aws)), aws)
         return None if expected == signature else "The request signature we calculated does not match the signature you provided"
 
@@ -159,6 +189,53 @@ class FakeBedrock:
                                             json.dumps(payload).encode()))
         await resp.write_eof()
         return resp
+
+
+    async def _count_tokens(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        body = json.loads(raw)
+        self.requests.append({"path": request.raw_path, "headers": dict(request.headers), "body": body})
+        problem = self.verify(request, raw)
+        if problem is not None:
+            return web.json_response({"message": problem}, status=403, headers={"x-amzn-ErrorType": "InvalidSignatureException"})
+        given = body.get("input") if set(body) == {"input"} else None
+        # A union: exactly one member.
+        if not isinstance(given, dict) or len(given) != 1 or not set(given) <= {"converse", "invokeModel"}:
+            return _validation("Malformed input request: input must hold exactly one of converse, invokeModel")
+        if not request.match_info["model"].startswith("anthropic."):
+            return _validation(NOT_COUNTABLE)
+        if "converse" in given:
+            counted = given["converse"]
+            if set(counted) - CONVERSE_COUNTED or not isinstance(counted.get("messages"), list):
+                return _validation(f"Malformed input request: {sorted(set(counted) - CONVERSE_COUNTED)}")
+        else:
+            try:
+                counted = json.loads(base64.b64decode(given["invokeModel"]["body"], validate=True))
+            except (KeyError, TypeError, ValueError, binascii.Error):
+                return _validation("Malformed input request: invokeModel.body is not base64-encoded JSON")
+            # What Claude's InvokeModel schema insists on.
+            if (counted.get("anthropic_version") != "bedrock-2023-05-31" or "model" in counted
+                    or not isinstance(counted.get("max_tokens"), int)):
+                return _validation("Malformed input request")
+        return web.json_response({"inputTokens": token_count(counted)})
+
+
+def _validation(message: str) -> web.Response:
+    return web.json_response({"message": message}, status=400,
+                             headers={"x-amzn-ErrorType": "ValidationException:http://internal.amazon.com/coral/com.amazon.bedrock/"})
+
+
+def token_count(counted: Any) -> int:
+    """The fake's count of a CountTokens input: 7 plus the words of every text in it."""
+    def words(value: Any) -> int:
+        if isinstance(value, str):
+            return len(value.split())
+        if isinstance(value, list):
+            return sum(words(v) for v in value)
+        if isinstance(value, dict):
+            return sum(words(v) for k, v in value.items() if k not in _NOT_TEXT)
+        return 0
+    return 7 + words(counted)
 
 
 def converse_answer(body: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
