@@ -82,7 +82,8 @@ async def route(rt: Runtime, ctx: RequestContext) -> ModelRef | None:
             path, message = exc.errors[0]
             raise InvalidRequest(f"{path}: {message}", param="vmx.resourceConfigOverrides.routing") from None
     variables = rule_variables(
-        ctx.request.format, ctx.body, ctx.envelope.metadata, ctx.key.name if ctx.key else None
+        ctx.request.format, ctx.body, ctx.envelope.metadata, ctx.key.name if ctx.key else None,
+        input_tokens=ctx.input_tokens,
     )
     context = RuleContext(tenant.workspace, tenant.environment, resource.model.connection, rt.health, rt.gate)
     decision = await rules.route(variables, rt.functions, context, ctx.envelope.correlation_id)

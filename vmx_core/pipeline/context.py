@@ -20,6 +20,7 @@ from vmx_core.runtime import Connection, Runtime, Tenant
 from vmx_core.security.apikeys import ApiKey
 from vmx_core.telemetry import Telemetry, default_telemetry
 from vmx_core.timing import Timings
+from vmx_core.tokens import estimate_request
 from vmx_core.wire.errors import body_for
 from vmx_core.wire.usage import Usage
 
@@ -57,8 +58,18 @@ class RequestContext:
     capacity: Any = None
     #: Input estimate + maximum output, computed once when a token limit needs it.
     reserved_tokens: int | None = None
+    #: The client body's input-token estimate, once a rule or a limit asked for it.
+    _input_tokens: int | None = field(default=None, init=False)
     #: x-ratelimit-* headers of the tightest limit (DESIGN §5).
     ratelimit: dict[str, str] = field(factory=dict)
+
+    def input_tokens(self) -> int:
+        """The input-token estimate of the client's body, counted at most once: routing rules
+        and token limits both read it."""
+        if self._input_tokens is None:
+            assert self.body is not None
+            self._input_tokens = estimate_request(self.body)
+        return self._input_tokens
 
     def remaining(self) -> float:
         return self.deadline - time.perf_counter()

@@ -10,7 +10,6 @@ from typing import Any
 from vmx_core.capacity.gate import FREE, CapacityRefused, Gate, Subject
 from vmx_core.pipeline.context import RequestContext
 from vmx_core.runtime import Connection
-from vmx_core.tokens import estimate_request
 
 #: The request fields that cap output tokens, by API shape.
 MAX_OUTPUT_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
@@ -34,7 +33,7 @@ def reservation(ctx: RequestContext) -> int:
     the resource's ``default_max_tokens``, else nothing until the real usage is known)."""
     if ctx.reserved_tokens is None:
         assert ctx.body is not None and ctx.resource is not None
-        ctx.reserved_tokens = estimate_request(ctx.body) + max_output(ctx.body, ctx.resource.default_max_tokens)
+        ctx.reserved_tokens = ctx.input_tokens() + max_output(ctx.body, ctx.resource.default_max_tokens)
     return ctx.reserved_tokens
 
 

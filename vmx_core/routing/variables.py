@@ -55,6 +55,7 @@ def rule_variables(
     metadata: Mapping[str, str],
     api_key_name: str | None,
     now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    input_tokens: Callable[[], int] | None = None,
 ) -> dict[str, Any]:
     texts = Lazy({"all": lambda: _texts(fmt, body)})
     request = Lazy(
@@ -72,7 +73,7 @@ def rule_variables(
     )
     clock = Lazy({"now": now})
     return {
-        "tokens": Lazy({"input": lambda: estimate_request(body)}),
+        "tokens": Lazy({"input": input_tokens or (lambda: estimate_request(body))}),
         "request": request,
         "metadata": dict(metadata),
         "api_key": {"name": api_key_name},

@@ -40,17 +40,25 @@ class SSEParser:
         self._buf = b""
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
-        self._buf += chunk
+        buf = self._buf + chunk if self._buf else chunk
         events: list[SSEEvent] = []
-        while True:
-            end, sep_len = _find_boundary(self._buf)
-            if end < 0:
-                break
-            block = self._buf[: end + sep_len]
-            self._buf = self._buf[end + sep_len :]
-            ev = _parse_block(block)
-            if ev is not None:
-                events.append(ev)
+        start = 0
+        # Scan forward from a position and slice the remainder once: one upstream read often
+        # carries a whole stream's worth of frames, and re-slicing after each was quadratic.
+        if b"\r" not in buf:
+            # LF-only, which is what every LLM API sends: a byte search beats the regex.
+            while (end := buf.find(b"\n\n", start)) >= 0:
+                ev = _parse_block(buf[start : end + 2])
+                if ev is not None:
+                    events.append(ev)
+                start = end + 2
+        else:
+            while (m := _BOUNDARY.search(buf, start)) is not None:
+                ev = _parse_block(buf[start : m.end()])
+                if ev is not None:
+                    events.append(ev)
+                start = m.end()
+        self._buf = buf[start:] if start else buf
         return events
 
     @property
@@ -65,12 +73,10 @@ class SSEParser:
 _BOUNDARY = re.compile(rb"(?:\r\n|\n)(?:\r\n|\n|\r(?=[^\n]))|\r\r\n?")
 
 
-def _find_boundary(buf: bytes) -> tuple[int, int]:
-    m = _BOUNDARY.search(buf)
-    return (m.start(), m.end() - m.start()) if m else (-1, 0)
-
-
 def _parse_block(block: bytes) -> SSEEvent | None:
+    if block.startswith(b"data: ") and block.find(b"\n") == len(block) - 2 and b"\r" not in block:
+        # The common frame, one ``data:`` line ending in LF LF.
+        return SSEEvent(event=None, data=block[6:-2].decode("utf-8", errors="replace"), raw=block)
     event: str | None = None
     data: list[str] = []
     for raw_line in block.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n"):
