@@ -21,9 +21,41 @@ SWEEP_EVERY = 4096
 
 
 @define
+class _Series:
+    """One key's buckets, with their running sums: an admission reads several limits of up to
+    61 buckets each, and summing them every time was the store's largest cost (issue 9)."""
+
+    #: bucket -> [requests, tokens]
+    buckets: dict[int, list[int]] = field(factory=dict)
+    requests: int = 0
+    tokens: int = 0
+    #: No bucket below this one is held (so nothing is stale while it is >= the oldest).
+    lowest: int = 0
+
+    def forget_before(self, oldest: int) -> None:
+        if self.lowest >= oldest:
+            return
+        for stale in [b for b in self.buckets if b < oldest]:
+            r, t = self.buckets.pop(stale)
+            self.requests -= r
+            self.tokens -= t
+        self.lowest = min(self.buckets, default=oldest)
+
+    def add(self, bucket: int, requests: int, tokens: int) -> None:
+        cell = self.buckets.get(bucket)
+        if cell is None:
+            cell = self.buckets[bucket] = [0, 0]
+            if len(self.buckets) == 1 or bucket < self.lowest:
+                self.lowest = bucket
+        r, t = max(0, cell[0] + requests), max(0, cell[1] + tokens)
+        self.requests += r - cell[0]
+        self.tokens += t - cell[1]
+        cell[0], cell[1] = r, t
+
+
+@define
 class MemoryStore:
-    #: key -> bucket -> [requests, tokens]
-    counters: dict[str, dict[int, list[int]]] = field(factory=dict)
+    counters: dict[str, _Series] = field(factory=dict)
     #: key -> when it may be dropped (0: never)
     expires: dict[str, float] = field(factory=dict)
     _lock: threading.Lock = field(factory=threading.Lock)
@@ -80,10 +112,10 @@ class MemoryStore:
     async def adjust(self, adjustments: Sequence[Adjustment]) -> None:
         with self._lock:
             for a in adjustments:
-                buckets = self.counters.get(a.key)
+                series = self.counters.get(a.key)
                 # Only a bucket that still exists and still counts: reviving a forgotten one
                 # would charge a window that no longer holds the admission.
-                if buckets is None or a.bucket < a.oldest or a.bucket not in buckets:
+                if series is None or a.bucket < a.oldest or a.bucket not in series.buckets:
                     continue
                 self._add(a.key, a.bucket, a.requests, a.tokens)
 
@@ -95,22 +127,19 @@ class MemoryStore:
         return None
 
     def _read(self, check: Check, now: float, detail: bool = False) -> Counts:
-        buckets = self.counters.get(check.key)
-        if not buckets:
+        series = self.counters.get(check.key)
+        if series is None or not series.buckets:
             return Counts(0, 0)
-        oldest = check.window.oldest(now)
-        for stale in [b for b in buckets if b < oldest]:
-            del buckets[stale]
-        r = sum(v[0] for v in buckets.values())
-        t = sum(v[1] for v in buckets.values())
+        series.forget_before(check.window.oldest(now))
         if detail:
-            return Counts(r, t, {b: (v[0], v[1]) for b, v in buckets.items()})
-        return Counts(r, t)
+            return Counts(series.requests, series.tokens, {b: (v[0], v[1]) for b, v in series.buckets.items()})
+        return Counts(series.requests, series.tokens)
 
     def _add(self, key: str, bucket: int, requests: int, tokens: int) -> None:
-        cell = self.counters.setdefault(key, {}).setdefault(bucket, [0, 0])
-        cell[0] = max(0, cell[0] + requests)
-        cell[1] = max(0, cell[1] + tokens)
+        series = self.counters.get(key)
+        if series is None:
+            series = self.counters[key] = _Series()
+        series.add(bucket, requests, tokens)
 
     def _maybe_sweep(self, now: float) -> None:
         self._ops += 1
