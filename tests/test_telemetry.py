@@ -195,7 +195,7 @@ def recorder() -> Recorder:
 def _recording(recorder: Recorder, fake: FakeProvider) -> Gateway:
     """A test gateway whose ``vmx.gateway.overhead`` histogram is ``recorder``."""
     gw = make_test_gateway(fake)
-    gw.telemetry = attrs.evolve(Telemetry.create(), overhead=recorder)
+    gw.telemetry = attrs.evolve(Telemetry.create(), overhead=recorder, own_meter=True)
     return gw
 
 
@@ -236,3 +236,10 @@ async def test_stream_overhead_leaves_out_the_clients_reading_time(recorder: Rec
     slept_ms = frames * pause * 1000
     assert record.duration_ms >= slept_ms
     assert total <= record.duration_ms - slept_ms * 0.9
+
+
+def test_metrics_are_recorded_only_when_a_meter_provider_collects() -> None:
+    """With no SDK installed the instruments are no-ops and finish() skips them; a given
+    meter provider turns recording on."""
+    assert Telemetry.create().metering is False
+    assert Telemetry.create(meter_provider=MeterProvider()).metering is True

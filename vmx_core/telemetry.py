@@ -30,6 +30,10 @@ from typing import TYPE_CHECKING, Any
 from attrs import frozen
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import MeterProvider
+
+# The global provider before an SDK is installed; not exported, but it is how ``metering``
+# tells "nobody collects" without asking every instrument.
+from opentelemetry.metrics._internal import _ProxyMeterProvider
 from opentelemetry.trace import (
     INVALID_SPAN,
     ProxyTracerProvider,
@@ -79,6 +83,8 @@ class Telemetry:
     tokens: Any
     errors: Any
     upstream: Any
+    #: True when the meter provider was given; else metrics follow the global provider.
+    own_meter: bool = False
 
     @classmethod
     def create(cls, tracer_provider: TracerProvider | None = None, meter_provider: MeterProvider | None = None) -> Telemetry:
@@ -89,6 +95,7 @@ class Telemetry:
         return cls(
             tracer=tracer,
             own_tracer=tracer_provider is not None,
+            own_meter=meter_provider is not None,
             requests=meter.create_counter("vmx.gateway.requests", description="finished client requests"),
             duration=meter.create_histogram(
                 "vmx.gateway.request.duration", unit="ms", description="client request duration, until the answer is complete"
@@ -114,6 +121,13 @@ class Telemetry:
     def tracing(self) -> bool:
         """Whether spans are recorded: a provider was given, or an SDK installed globally."""
         return self.own_tracer or not isinstance(trace.get_tracer_provider(), ProxyTracerProvider)
+
+    @property
+    def metering(self) -> bool:
+        """Whether metrics are recorded: a provider was given, or an SDK installed globally.
+        Until then every instrument is a proxy to a no-op, and the ~20 calls and attribute
+        dicts a finished request makes are pure cost (issue 9)."""
+        return self.own_meter or not isinstance(metrics.get_meter_provider(), _ProxyMeterProvider)
 
     def start_request(self, ctx: RequestContext) -> Span | None:
         """The request span (made current by :meth:`current`); ``None`` when not tracing.
@@ -186,7 +200,34 @@ class Telemetry:
 
     def finish(self, ctx: RequestContext) -> None:
         """Record the metrics of a finished request and end its span."""
+        span = ctx.span
+        metering = self.metering
+        if span is None and not metering:
+            return
         attrs = self._attributes(ctx)
+        t = ctx.timings
+        u = ctx.usage
+        if metering:
+            self._record(ctx, attrs)
+        if span is not None:
+            span.set_attributes(attrs)
+            span.set_attribute("vmx.attempts", len(ctx.attempts))
+            if ctx.envelope is not None and ctx.envelope.correlation_id:
+                span.set_attribute("vmx.correlation_id", ctx.envelope.correlation_id)
+            if ctx.routing_rule:
+                span.set_attribute("vmx.routing_rule", ctx.routing_rule)
+            if t.ttft_ms is not None:
+                span.set_attribute("vmx.ttft_ms", t.ttft_ms)
+            if u is not None:
+                if u.prompt_tokens is not None:
+                    span.set_attribute("gen_ai.usage.input_tokens", u.prompt_tokens)
+                if u.completion_tokens is not None:
+                    span.set_attribute("gen_ai.usage.output_tokens", u.completion_tokens)
+            if ctx.status >= 500:  # a client's 4xx is not the gateway's failure (HTTP server semconv)
+                span.set_status(Status(StatusCode.ERROR, ctx.error.message[:200] if ctx.error else str(ctx.status)))
+            span.end()
+
+    def _record(self, ctx: RequestContext, attrs: Attrs) -> None:
         t = ctx.timings
         elapsed = t.elapsed_ms()
         self.requests.add(1, attrs)
@@ -211,24 +252,6 @@ class Telemetry:
         for a in ctx.attempts:
             self.upstream.record(a.duration_ms, {"vmx.connection": a.connection, "vmx.provider": a.provider,
                                                  "vmx.model": a.model, "vmx.outcome": a.reason or "ok"})
-        span = ctx.span
-        if span is not None:
-            span.set_attributes(attrs)
-            span.set_attribute("vmx.attempts", len(ctx.attempts))
-            if ctx.envelope is not None and ctx.envelope.correlation_id:
-                span.set_attribute("vmx.correlation_id", ctx.envelope.correlation_id)
-            if ctx.routing_rule:
-                span.set_attribute("vmx.routing_rule", ctx.routing_rule)
-            if t.ttft_ms is not None:
-                span.set_attribute("vmx.ttft_ms", t.ttft_ms)
-            if u is not None:
-                if u.prompt_tokens is not None:
-                    span.set_attribute("gen_ai.usage.input_tokens", u.prompt_tokens)
-                if u.completion_tokens is not None:
-                    span.set_attribute("gen_ai.usage.output_tokens", u.completion_tokens)
-            if ctx.status >= 500:  # a client's 4xx is not the gateway's failure (HTTP server semconv)
-                span.set_status(Status(StatusCode.ERROR, ctx.error.message[:200] if ctx.error else str(ctx.status)))
-            span.end()
 
     def _attributes(self, ctx: RequestContext) -> Attrs:
         attrs: Attrs = {
