@@ -238,8 +238,14 @@ async def test_stream_overhead_leaves_out_the_clients_reading_time(recorder: Rec
     assert total <= record.duration_ms - slept_ms * 0.9
 
 
-def test_metrics_are_recorded_only_when_a_meter_provider_collects() -> None:
+def test_metrics_are_recorded_only_when_a_meter_provider_collects(monkeypatch: pytest.MonkeyPatch) -> None:
     """With no SDK installed the instruments are no-ops and finish() skips them; a given
-    meter provider turns recording on."""
-    assert Telemetry.create().metering is False
+    meter provider turns recording on, and so does one installed globally later."""
+    from opentelemetry.metrics import _internal as metrics_api
+
+    monkeypatch.setattr(metrics_api, "_METER_PROVIDER", None)
+    telemetry = Telemetry.create()
+    assert telemetry.metering is False
+    monkeypatch.setattr(metrics_api, "_METER_PROVIDER", MeterProvider())
+    assert telemetry.metering is True
     assert Telemetry.create(meter_provider=MeterProvider()).metering is True

@@ -31,12 +31,10 @@ from attrs import frozen
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import MeterProvider
 
-# The global provider before an SDK is installed; not exported, but it is how ``metering``
-# tells "nobody collects" without asking every instrument.
-from opentelemetry.metrics._internal import _ProxyMeterProvider
+# Where the API keeps the global meter provider (not exported): see ``metering``.
+from opentelemetry.metrics import _internal as _metrics_api
 from opentelemetry.trace import (
     INVALID_SPAN,
-    ProxyTracerProvider,
     Span,
     SpanKind,
     Status,
@@ -120,14 +118,16 @@ class Telemetry:
     @property
     def tracing(self) -> bool:
         """Whether spans are recorded: a provider was given, or an SDK installed globally."""
-        return self.own_tracer or not isinstance(trace.get_tracer_provider(), ProxyTracerProvider)
+        # The API's module global rather than get_tracer_provider(), which reads os.environ on
+        # every call (~3 µs); the global tracer is a proxy that forwards once that is set.
+        return self.own_tracer or trace._TRACER_PROVIDER is not None
 
     @property
     def metering(self) -> bool:
         """Whether metrics are recorded: a provider was given, or an SDK installed globally.
         Until then every instrument is a proxy to a no-op, and the ~20 calls and attribute
         dicts a finished request makes are pure cost (issue 9)."""
-        return self.own_meter or not isinstance(metrics.get_meter_provider(), _ProxyMeterProvider)
+        return self.own_meter or _metrics_api._METER_PROVIDER is not None
 
     def start_request(self, ctx: RequestContext) -> Span | None:
         """The request span (made current by :meth:`current`); ``None`` when not tracing.
