@@ -27,11 +27,42 @@ SCHEMA: dict[str, dict[str, str] | str] = {
 }
 
 
-class Lazy(Mapping[str, Any]):
-    """A read-only map whose values are computed on first access and then cached."""
+class _Source:
+    """What the variables are computed from, and the values two of them share."""
 
-    def __init__(self, factories: Mapping[str, Callable[[], Any]]) -> None:
+    __slots__ = ("_now", "_texts", "body", "fmt", "input_tokens", "now")
+
+    def __init__(
+        self, fmt: Format, body: Mapping[str, Any], input_tokens: Callable[[], int], now: Callable[[], dt.datetime]
+    ) -> None:
+        self.fmt, self.body, self.input_tokens, self.now = fmt, body, input_tokens, now
+        self._texts: list[str] | None = None
+        self._now: dt.datetime | None = None
+
+    def texts(self) -> list[str]:
+        if self._texts is None:
+            self._texts = _texts(self.fmt, self.body)
+        return self._texts
+
+    def clock(self) -> dt.datetime:
+        if self._now is None:
+            self._now = self.now()
+        return self._now
+
+
+Factory = Callable[[_Source], Any]
+
+
+class Lazy(Mapping[str, Any]):
+    """A read-only map whose values are computed on first access and then cached.  The
+    factories are shared module-level functions of the request's ``_Source``: building the
+    variables costs two small objects per request, not a closure per variable."""
+
+    __slots__ = ("_factories", "_source", "_values")
+
+    def __init__(self, factories: Mapping[str, Factory], source: _Source) -> None:
         self._factories = factories
+        self._source = source
         self._values: dict[str, Any] = {}
 
     def __getitem__(self, key: str) -> Any:
@@ -39,7 +70,7 @@ class Lazy(Mapping[str, Any]):
             return self._values[key]
         except KeyError:
             factory = self._factories[key]  # KeyError for unknown names, as a Mapping should
-            value = self._values[key] = factory()
+            value = self._values[key] = factory(self._source)
             return value
 
     def __iter__(self) -> Iterator[str]:
@@ -49,35 +80,45 @@ class Lazy(Mapping[str, Any]):
         return len(self._factories)
 
 
+def _max_tokens(s: _Source) -> Any:
+    b = s.body
+    return b.get("max_tokens") or b.get("max_completion_tokens") or b.get("max_output_tokens")
+
+
+_REQUEST: dict[str, Factory] = {
+    "format": lambda s: str(s.fmt),
+    "model": lambda s: s.body.get("model"),
+    "stream": lambda s: bool(s.body.get("stream")),
+    "max_tokens": _max_tokens,
+    "tools_count": lambda s: len(s.body.get("tools") or []),
+    "messages_count": lambda s: len(_items(s.fmt, s.body)),
+    "last_message": lambda s: s.texts()[-1] if s.texts() else "",
+    "all_messages_content": lambda s: " ".join(s.texts()),
+    "has_images": lambda s: _has_images(s.body),
+}
+_TOKENS: dict[str, Factory] = {"input": lambda s: s.input_tokens()}
+_NOW: dict[str, Factory] = {"hour": lambda s: s.clock().hour, "weekday": lambda s: s.clock().weekday()}
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
 def rule_variables(
     fmt: Format,
     body: Mapping[str, Any],
     metadata: Mapping[str, str],
     api_key_name: str | None,
-    now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    now: Callable[[], dt.datetime] = _utc_now,
     input_tokens: Callable[[], int] | None = None,
 ) -> dict[str, Any]:
-    texts = Lazy({"all": lambda: _texts(fmt, body)})
-    request = Lazy(
-        {
-            "format": lambda: str(fmt),
-            "model": lambda: body.get("model"),
-            "stream": lambda: bool(body.get("stream")),
-            "max_tokens": lambda: body.get("max_tokens") or body.get("max_completion_tokens") or body.get("max_output_tokens"),
-            "tools_count": lambda: len(body.get("tools") or []),
-            "messages_count": lambda: len(_items(fmt, body)),
-            "last_message": lambda: texts["all"][-1] if texts["all"] else "",
-            "all_messages_content": lambda: " ".join(texts["all"]),
-            "has_images": lambda: _has_images(body),
-        }
-    )
-    clock = Lazy({"now": now})
+    source = _Source(fmt, body, input_tokens or (lambda: estimate_request(body)), now)
     return {
-        "tokens": Lazy({"input": input_tokens or (lambda: estimate_request(body))}),
-        "request": request,
+        "tokens": Lazy(_TOKENS, source),
+        "request": Lazy(_REQUEST, source),
         "metadata": dict(metadata),
         "api_key": {"name": api_key_name},
-        "now": Lazy({"hour": lambda: clock["now"].hour, "weekday": lambda: clock["now"].weekday()}),
+        "now": Lazy(_NOW, source),
     }
 
 
