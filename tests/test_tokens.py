@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
+import math
 import subprocess
 import sys
 import threading
@@ -209,3 +210,35 @@ def test_counting_loads_neither_bpe_openai_nor_its_rust_tables() -> None:
     assert imported == "False"
     assert int(added_mib) < 48
 
+
+
+def test_a_request_is_counted_exactly_up_to_its_budget_then_extrapolated() -> None:
+    """Parts within REQUEST_EXACT_CHARS together are counted exactly; past it the remainder
+    is extrapolated at the exact head's own characters-per-token ratio, so a hostile body
+    costs bounded CPU and the estimate still tracks the text's density."""
+    words = "tokens count " * 100
+    assert tokens.count_parts([words, words], exact_chars=10**6) == 2 * tokens.count_text(words)
+    assert tokens.count_parts([words, words], exact_chars=len(words)) == 2 * tokens.count_text(words)
+    cjk = "汉字统计测试" * 500
+    head = tokens.count_text(cjk[:1000])
+    estimate = tokens.count_parts([cjk], exact_chars=1000)
+    assert estimate == head + math.ceil((len(cjk) - 1000) / max(1000 / head, 1.0))
+    exact = tokens.count_text(cjk)
+    assert abs(estimate - exact) <= 0.05 * exact
+
+
+@given(st.lists(st.text(alphabet="ab cd,.\n汉字", max_size=300), max_size=8), st.integers(0, 2000))
+def test_request_counts_are_exact_within_the_budget_and_bounded_past_it(parts: list[str], budget: int) -> None:
+    """Parts that fit the budget are counted exactly; past it, the estimate is the exact count
+    of the text within the budget plus at most one token per remaining character."""
+    total = sum(map(len, parts))
+    estimate = tokens.count_parts(parts, exact_chars=budget)
+    if total <= budget:
+        assert estimate == sum(map(tokens.count_text, parts))
+        return
+    head, left = [], budget
+    for part in parts:
+        head.append(part[:left])
+        left -= len(head[-1])
+    exact_head = sum(map(tokens.count_text, head))
+    assert exact_head <= estimate <= exact_head + (total - budget)
