@@ -190,6 +190,17 @@ def test_chat_chunk_with_choices_and_usage_is_always_forwarded() -> None:
     assert w.usage == Usage(prompt_tokens=3, completion_tokens=1)
 
 
+def test_chat_thinking_blocks_alone_are_content() -> None:
+    """A chunk whose only delta is a thinking block (Claude's redacted thinking comes so) is
+    content: after it the stream can no longer fail over unseen."""
+    w = StreamWatcher(Format.CHAT_COMPLETIONS)
+    assert w.observe(_ev({"id": "c", "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]})) is True
+    assert not w.content_started
+    redacted = {"thinking_blocks": [{"index": 0, "type": "redacted_thinking", "data": "EmwKAhgB"}]}
+    assert w.observe(_ev({"id": "c", "choices": [{"index": 0, "delta": redacted}]})) is True
+    assert w.content_started
+
+
 def test_chat_in_band_error_marks_failure() -> None:
     """`data: {"error": ...}` records the failure message and is forwarded; it is not terminal."""
     w = StreamWatcher(Format.CHAT_COMPLETIONS)

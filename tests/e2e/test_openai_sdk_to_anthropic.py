@@ -16,6 +16,7 @@ from tests.e2e.convert_config import convert_config
 from tests.fakes.anthropic_upstream import SIGNATURE, TOOL_INPUT, FakeAnthropic
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.server import VmxProcess
+from tests.wire.chat_clients import without_index
 
 PARAMS = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 CHAT_TOOL = {"type": "function", "function": {"name": "get_weather", "description": "Weather", "parameters": PARAMS}}
@@ -85,6 +86,30 @@ async def test_chat_tool_result_and_reasoning(client: Any, anthropic_upstream: F
     assert sent["thinking"] == {"type": "enabled", "budget_tokens": 2048}
     assert sent["messages"][2] == {"role": "user", "content": [
         {"type": "tool_result", "tool_use_id": "toolu_1", "content": [{"type": "text", "text": "18C"}]}]}
+
+
+async def test_chat_stream_thinking_signature_goes_back_signed(client: Any, anthropic_upstream: FakeAnthropic) -> None:
+    """A streamed Chat answer from Claude with thinking: the SDK's stream helper folds the
+    thinking_blocks deltas into the signed block the upstream sent, and the assistant message
+    sent back on the next turn reaches Anthropic as that signed thinking block."""
+    thought = {"type": "thinking", "thinking": "Let me think about this.", "signature": SIGNATURE}
+    thinking = {"reasoning_effort": "low", "max_completion_tokens": 4000}
+    async with client.chat.completions.stream(model="claude", messages=HI, tools=[CHAT_TOOL], **thinking) as stream:
+        chunks = [ev.chunk.to_dict(mode="json") async for ev in stream if ev.type == "chunk"]
+        final = await stream.get_final_completion()
+    for chunk in chunks:
+        spec.validate(chunk, "CreateChatCompletionStreamResponse")
+    message = final.choices[0].message.to_dict(mode="json")
+    assert message["reasoning_content"] == thought["thinking"]
+    assert without_index(message["thinking_blocks"]) == [thought]
+    call = message["tool_calls"][0]
+    # The whole assistant message goes back, as clients append it to their history.
+    turn = [*HI, message, {"role": "tool", "tool_call_id": call["id"], "content": "18C"}]
+    answer = await client.chat.completions.create(model="claude", messages=turn, tools=[CHAT_TOOL], **thinking)
+    assert answer.choices[0].message.content == "result: 18C"
+    sent = anthropic_upstream.requests[1]["body"]
+    assert sent["messages"][1] == {"role": "assistant", "content": [
+        thought, {"type": "text", "text": "Let me check."}, {"type": "tool_use", "id": call["id"], "name": "get_weather", "input": TOOL_INPUT}]}
 
 
 async def test_responses_create_with_tools(client: Any, anthropic_upstream: FakeAnthropic) -> None:

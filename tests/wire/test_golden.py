@@ -1,10 +1,12 @@
 """Golden fixtures for every conversion direction: requests, whole answers and streams.
 
 The inputs in ``golden/in/`` are what each dialect's upstream (or client) really sends: a
-signed thinking block, text, a tool call whose arguments stream in pieces, parallel calls,
-cache and reasoning usage.  The expected outputs are in ``golden/out/``; after a deliberate
-change, rewrite them with ``VMX_REGEN_GOLDEN=1`` and review the diff.  Everything the
-gateway emits in an OpenAI shape is also checked against OpenAI's official OpenAPI spec.
+signed thinking block, a redacted one, text, a tool call whose arguments stream in pieces,
+parallel calls, cache and reasoning usage; ``chat-thinking.sse`` is a Chat stream as LiteLLM
+relays Claude's, signed and redacted thinking in ``thinking_blocks`` deltas.  The expected
+outputs are in ``golden/out/``; after a deliberate change, rewrite them with
+``VMX_REGEN_GOLDEN=1`` and review the diff.  Everything the gateway emits in an OpenAI shape
+is also checked against OpenAI's official OpenAPI spec.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import orjson
 import pytest
 
 from tests.e2e import spec
+from tests.wire.chat_clients import litellm_thinking_blocks, openai_sdk_message, without_index
 from vmx_core.wire.convert import StreamConverter, convert_request, convert_response
 from vmx_core.wire.formats import Format
 from vmx_core.wire.sse import SSEParser
@@ -31,10 +34,13 @@ DIRECTIONS = [(a, b) for a in FORMATS for b in FORMATS if a != b]
 CONVERSE = "bedrock-converse"
 ANSWERS = [*DIRECTIONS, *((CONVERSE, b) for b in FORMATS)]
 REQUESTS = [*DIRECTIONS, *((a, CONVERSE) for a in FORMATS)]
+#: A Chat upstream that carries Claude's signatures (LiteLLM's convention): streams only.
+CHAT_THINKING = "chat-thinking"
+STREAMS = [*ANSWERS, *((CHAT_THINKING, b) for b in FORMATS if b != "chat")]
 
 
 def _shape(name: str) -> str:
-    return FORMATS.get(name, name)
+    return Format.CHAT_COMPLETIONS if name == CHAT_THINKING else FORMATS.get(name, name)
 #: Wall-clock fields the converters stamp at run time.
 _VOLATILE = {"created", "created_at"}
 
@@ -75,7 +81,7 @@ def _input(src: str, ext: str) -> Path:
     return GOLDEN / "in" / f"{'converse' if src == CONVERSE else src}.{ext}"
 
 
-@pytest.mark.parametrize(("src", "dst"), ANSWERS)
+@pytest.mark.parametrize(("src", "dst"), STREAMS)
 def test_stream_golden(src: str, dst: str) -> None:
     """An upstream stream converts event by event into the golden stream of the client's shape."""
     events = convert_stream(src, dst, _input(src, "sse").read_bytes())
@@ -85,6 +91,21 @@ def test_stream_golden(src: str, dst: str) -> None:
         elif dst == "chat" and ev["data"] != "[DONE]":
             spec.validate(ev["data"], "CreateChatCompletionStreamResponse")
     _check(f"stream.{src}-to-{dst}.json", _scrub(events))
+
+
+@pytest.mark.parametrize("src", ["anthropic", CONVERSE])
+def test_streamed_chat_thinking_blocks_match_the_whole_answer(src: str) -> None:
+    """A Chat client folding Claude's streamed answer, with the openai SDK's stream state or
+    LiteLLM's rule, gets the whole answer's reasoning_content and thinking_blocks: text joined,
+    signature and redacted data intact."""
+    chunks = [ev["data"] for ev in convert_stream(src, "chat", _input(src, "sse").read_bytes()) if ev["data"] != "[DONE]"]
+    whole = orjson.loads(convert_response(_shape(src), Format.CHAT_COMPLETIONS, json.loads(_input(src, "json").read_text())))
+    expected = whole["choices"][0]["message"]
+    assert [b["type"] for b in expected["thinking_blocks"]] == ["thinking", "redacted_thinking"]
+    streamed = openai_sdk_message(chunks)
+    assert streamed["reasoning_content"] == expected["reasoning_content"]
+    assert without_index(streamed["thinking_blocks"]) == expected["thinking_blocks"]
+    assert litellm_thinking_blocks(chunks) == expected["thinking_blocks"]
 
 
 @pytest.mark.parametrize(("src", "dst"), ANSWERS)

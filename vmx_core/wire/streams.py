@@ -21,7 +21,7 @@ _RESPONSES_LIFECYCLE = frozenset(
      "response.content_part.added"}
 )
 _ANTHROPIC_LIFECYCLE = frozenset({"message_start", "content_block_start", "ping"})
-_CHAT_CONTENT_KEYS = ("content", "tool_calls", "function_call", "refusal", "reasoning_content")
+_CHAT_CONTENT_KEYS = ("content", "tool_calls", "function_call", "refusal", "reasoning_content", "thinking_blocks")
 
 
 def _chat_has_content(chunk: Any) -> bool:
