@@ -8,7 +8,13 @@ import orjson
 
 from vmx_core.wire import canonical as c
 from vmx_core.wire import usage as usage_mod
-from vmx_core.wire.responses import emit_item, emit_response, stop_reason
+from vmx_core.wire.responses import (
+    REDACTED_TAG,
+    SIGNATURE_TAG,
+    emit_item,
+    emit_response,
+    stop_reason,
+)
 from vmx_core.wire.sse import SSEEvent, json_event
 
 _DELTAS = {"response.output_text.delta": "text", "response.refusal.delta": "text",
@@ -59,6 +65,9 @@ class ResponsesStreamParser:
                 self.saw_tool = True
                 return self._new((out, -1), c.ToolCall(str(item.get("call_id", "")), str(item.get("name", "")), ""))
             if item.get("type") == "reasoning":
+                enc = item.get("encrypted_content")
+                if isinstance(enc, str) and enc.startswith(REDACTED_TAG):
+                    return self._new((out, -1), c.Thinking("", redacted=enc.removeprefix(REDACTED_TAG)))
                 return self._new((out, -1), c.Thinking(""))
             return []
         if kind == "response.content_part.added":
@@ -68,7 +77,14 @@ class ResponsesStreamParser:
             return [c.BlockStop(index)] if index is not None else []
         if kind == "response.output_item.done":
             index = self.blocks.get((out, -1))
-            return [c.BlockStop(index)] if index is not None else []
+            if index is None:
+                return []
+            item = data.get("item") or {}
+            enc = item.get("encrypted_content") if isinstance(item, dict) else None
+            if item.get("type") == "reasoning" and isinstance(enc, str) and enc.startswith(SIGNATURE_TAG):
+                # The signature is known only once the thinking is: it rides in the done item.
+                return [c.Delta(index, "signature", enc.removeprefix(SIGNATURE_TAG)), c.BlockStop(index)]
+            return [c.BlockStop(index)]
         if kind in ("response.completed", "response.incomplete"):
             resp = data.get("response") or {}
             events: list[c.Event] = [c.Finish(stop_reason(resp, [c.ToolCall("", "", "")] if self.saw_tool else []))]
@@ -130,7 +146,8 @@ class ResponsesStreamEmitter:
                 return [self._ev("response.output_item.added", output_index=n, item=item),
                         self._ev("response.content_part.added", item_id=item["id"], output_index=n, content_index=0, part=part)]
             if isinstance(ev.part, c.Thinking):
-                item.pop("encrypted_content", None)
+                if ev.part.redacted is None:  # a signature comes with the done item; redacted data is known now
+                    item.pop("encrypted_content", None)
                 item["summary"] = []
                 return [self._ev("response.output_item.added", output_index=n, item=item),
                         self._ev("response.reasoning_summary_part.added", item_id=item["id"], output_index=n,
