@@ -21,6 +21,7 @@ _UNSAFE = re.compile(r"[\r\n\x00]")
 #: What a response header value may not carry: every control character except HTAB.
 _HEADER_UNSAFE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _HEADER_META = "x-vmx-metadata-"
+_META_KEY_UNSAFE = re.compile(r"[^a-z0-9_-]")
 
 
 @frozen
@@ -147,6 +148,8 @@ def header_value(value: str) -> str:
     """``value`` made safe to echo in a response header: control characters (CR/LF/NUL among
     them) stripped, and text beyond Latin-1, which a header cannot carry as such, sent as its
     UTF-8 bytes (what clients that decode headers as UTF-8 read back unchanged)."""
+    if value.isascii() and value.isprintable():  # the usual case, in two C-level scans
+        return value
     value = _HEADER_UNSAFE.sub("", value)
     try:
         value.encode("latin-1")
@@ -159,7 +162,7 @@ def metadata_headers(metadata: Mapping[str, str]) -> dict[str, str]:
     """``x-vmx-metadata-KEY`` echoes: keys lower-cased and reduced to header-safe characters."""
     out = {}
     for key, value in metadata.items():
-        safe_key = re.sub(r"[^a-z0-9_-]", "-", key.lower())
+        safe_key = _META_KEY_UNSAFE.sub("-", key.lower())
         if safe_key:
             out[_HEADER_META + safe_key] = header_value(value)
     return out
