@@ -1,59 +1,213 @@
-"""Sustained audit write throughput of the built-in sink (queue -> batches -> store).
+"""What the built-in audit sink (queue -> batches -> store) costs: rows/s and CPU per row.
 
-    .venv/bin/python benchmarks/audit_throughput.py [sqlite|postgres] [ROWS]
+    .venv/bin/python benchmarks/audit_throughput.py [sqlite|postgres] [ROWS] [--rate R] [--reps N]
 
-``postgres`` starts a throw-away PostgreSQL 15 (tests/services/postgres.py)."""
+Without ``--rate`` records arrive in bursts of 500 as fast as the sink takes them: the
+throughput ceiling, with an idle event loop and the largest batches.  With ``--rate R`` they
+arrive R per second in 10 ms ticks while the event loop does synthetic request work for each
+(pure Python plus four socket calls that drop the GIL, as a proxied request does), about 60%
+of one core at R=1500: the batches are as small, and the writer thread competes for the GIL
+as often, as in ``vmx serve`` under load.  Each repetition then also runs the same load with
+no sink.  ``audit`` is the CPU the sink adds per row: the event-loop thread's CPU outside the
+request work (less the same for the run without the sink) plus every other thread's (the SQLite
+writer).  ``with interference`` is the whole process' CPU less the run without the sink: it
+also counts how the audit slows the request work down (GIL hand-offs, caches), but on a shared
+machine it is as noisy as its neighbours.
+
+CPU is ``time.process_time`` / ``time.thread_time``; the database server's own CPU (the Postgres
+backend) is not counted.  Ids come from the gateway's own request-id factory.  ``postgres``
+starts a throw-away PostgreSQL 15 (tests/services/postgres.py, fsync=off).
+"""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import datetime as dt
+import socket
+import statistics
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Callable
 from pathlib import Path
+
+import attrs
+from attrs import define
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.audit.test_prices import record
 from vmx_core.audit.prices import PriceTable
 from vmx_core.audit.queue import QueueSink
+from vmx_core.audit.record import Attempt, AuditRecord
 from vmx_core.audit.spool import Spool
 from vmx_core.audit.store import open_store
+from vmx_core.pipeline.context import RequestContext
+
+#: Seconds between two arrivals of records in paced mode.
+TICK = 0.01
+#: Synthetic request work per row in paced mode: Python-level iterations (about 0.4 ms here).
+WORK = 17_000
 
 
-async def bench(uri: str, n: int, spool: Path) -> float:
+def new_request_id() -> str:
+    factory = attrs.fields(RequestContext).request_id.default.factory  # type: ignore[union-attr]
+    return str(factory())
+
+
+def record() -> AuditRecord:
+    """A record shaped like those of benchmarks/gateway's vmx config: one attempt, metadata,
+    a correlation id, a key, a source address."""
+    now = dt.datetime.now(dt.UTC)
+    return AuditRecord(
+        id=uuid.UUID(new_request_id()), timestamp=now, workspace="acme", environment="prod", resource="chat",
+        connection="up", provider="openai", model="gpt-4o-mini", api_key_id="bench", format="chat-completions",
+        stream=False, status_code=200, error_code=None, error_message=None,
+        attempts=(Attempt("up", "openai", "gpt-4o-mini", 200, None, 1.234567),), routing_rule=None,
+        correlation_id="bench-correlation-0001", metadata={"team": "perf", "app": "bench"}, prompt_tokens=63,
+        completion_tokens=21, total_tokens=84, cached_tokens=0, cache_creation_tokens=None,
+        reasoning_tokens=0, cost=None, duration_ms=2.345678, ttft_ms=None, upstream_ms=1.234567,
+        gate_ms=0.123456, routing_ms=0.012345, source_ip="127.0.0.1",
+        stages={"auth": 0.01, "gate": 0.123456, "routing": 0.012345},
+    )
+
+
+class Work:
+    """Stands in for the requests the event loop serves between audit batches; ``cpu`` is the
+    event-loop thread's CPU spent inside them."""
+
+    def __init__(self) -> None:
+        self.a, self.b = socket.socketpair()
+        self.a.setblocking(False)
+        self.b.setblocking(False)
+        self.cpu = 0.0
+
+    def request(self) -> int:
+        t = time.thread_time()
+        x = 0
+        for i in range(WORK):
+            x += i & 7
+        for _ in range(2):  # client in, upstream out / upstream in, client out
+            self.a.send(b"x" * 512)
+            self.b.recv(4096)
+        self.cpu += time.thread_time() - t
+        return x
+
+    def close(self) -> None:
+        self.a.close()
+        self.b.close()
+
+
+@define
+class Meter:
+    """CPU over one run, in microseconds per row: the process, the event-loop thread, and the
+    loop's share inside the synthetic request work."""
+
+    rows: int
+    cpu: float = 0.0
+    loop: float = 0.0
+    work: float = 0.0
+    wall: float = 0.0
+
+    def __enter__(self) -> Meter:
+        self.cpu, self.loop, self.wall = time.process_time(), time.thread_time(), time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        per_row = 1e6 / self.rows
+        self.cpu = (time.process_time() - self.cpu) * per_row
+        self.loop = (time.thread_time() - self.loop) * per_row
+        self.wall = time.perf_counter() - self.wall
+
+
+async def paced(records: list[AuditRecord], rate: float, enqueue: Callable[[AuditRecord], None]) -> float:
+    """``rate`` records per second, each after its request's work, on a fixed schedule; returns
+    the CPU seconds spent in that work."""
+    work, per_tick = Work(), max(1, round(rate * TICK))
+    start = time.perf_counter()
+    try:
+        for n, i in enumerate(range(0, len(records), per_tick)):
+            for r in records[i:i + per_tick]:
+                work.request()
+                enqueue(r)
+            await asyncio.sleep(max(0.0, start + (n + 1) * TICK - time.perf_counter()))
+    finally:
+        work.close()
+    return work.cpu
+
+
+async def run(uri: str | None, n: int, rate: float | None, spool: Path) -> Meter:
+    """One run: ``uri`` None is the paced load alone, what the audit runs are measured against."""
+    records = [record() for _ in range(n)]
+    if uri is None:
+        with Meter(n) as m:
+            work = await paced(records, rate or 0.0, lambda r: None)
+        m.work = work * 1e6 / n
+        return m
     sink = QueueSink(open_store(uri), Spool.open(spool), max_queue=n + 1, pricer=PriceTable.load().cost)
     await sink.start()
-    records = [record() for _ in range(n)]
-    t = time.perf_counter()
-    for i in range(0, n, 500):  # arrive in bursts, as finished requests would
-        for r in records[i:i + 500]:
-            sink.enqueue(r)
-        await asyncio.sleep(0)  # let the writer run between bursts
-    await sink.drained()
-    elapsed = time.perf_counter() - t
+    work = 0.0
+    with Meter(n) as m:
+        if rate is None:
+            for i in range(0, n, 500):  # arrive in bursts, as finished requests would
+                for r in records[i:i + 500]:
+                    sink.enqueue(r)
+                await asyncio.sleep(0)  # let the writer run between bursts
+        else:
+            work = await paced(records, rate, sink.enqueue)
+        await sink.drained()
+    m.work = work * 1e6 / n
     assert sink.counters.written == n, sink.stats()
     await sink.aclose()
-    return n / elapsed
+    return m
 
 
 def main() -> None:
-    kind = sys.argv[1] if len(sys.argv) > 1 else "sqlite"
-    n = int(sys.argv[2]) if len(sys.argv) > 2 else 50_000
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("kind", nargs="?", default="sqlite", choices=["sqlite", "postgres"])
+    ap.add_argument("rows", nargs="?", type=int, default=50_000)
+    ap.add_argument("--rate", type=float, help="paced arrivals per second, with request work on the loop")
+    ap.add_argument("--reps", type=int, default=1)
+    args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp())
-    if kind == "postgres":
+    server = None
+    if args.kind == "postgres":
         from tests.services.postgres import PostgresServer
 
         server = PostgresServer()
         server.init()
         server.start()
-        try:
-            rate = asyncio.run(bench(server.create_database(), n, tmp / "spool"))
-        finally:
+    costs: list[float] = []
+    totals: list[float] = []
+    try:
+        for rep in range(args.reps):
+            uri = server.create_database() if server else f"sqlite:///{tmp}/bench{rep}.db"
+            m = asyncio.run(run(uri, args.rows, args.rate, tmp / f"spool{rep}"))
+            if args.rate is None:
+                costs.append(m.cpu)
+                print(f"{args.kind} burst: {args.rows} rows, {args.rows / m.wall:,.0f} rows/s,"
+                      f" {m.cpu:.1f} us/row CPU (loop {m.loop:.1f}, other threads {m.cpu - m.loop:.1f})", flush=True)
+                continue
+            base = asyncio.run(run(None, args.rows, args.rate, tmp / "unused"))
+            # Outside the request work the audit run's loop did the audit; the bare run's loop
+            # only the pacing.  Inside it, the audit shows only as interference (the GIL, the
+            # caches, the other core): measured too, but as noisy as the machine.
+            loop = (m.loop - m.work) - (base.loop - base.work)
+            costs.append(loop + m.cpu - m.loop)
+            totals.append(m.cpu - base.cpu)
+            print(f"{args.kind} paced at {args.rate:,.0f}/s: {args.rows} rows, audit {costs[-1]:.1f} us/row CPU"
+                  f" (loop {loop:.1f}, other threads {m.cpu - m.loop:.1f}); with interference {totals[-1]:.1f}",
+                  flush=True)
+    finally:
+        if server is not None:
             server.cleanup()
-    else:
-        rate = asyncio.run(bench(f"sqlite:///{tmp}/bench.db", n, tmp / "spool"))
-    print(f"{kind}: {n} rows, {rate:,.0f} rows/s")
+    if args.reps > 1:
+        line = f"{args.kind}: median {statistics.median(costs):.1f} us/row over {args.reps} runs"
+        line += f" (min {min(costs):.1f}, max {max(costs):.1f})"
+        if totals:
+            line += f"; with interference {statistics.median(totals):.1f}"
+        print(line)
 
 
 if __name__ == "__main__":
