@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
 from tests.audit.conftest import make_row
 from vmx_core.audit.query import AuditQuery
 from vmx_core.audit.rows import iso
 from vmx_core.audit.store import AuditStore, open_store
+from vmx_core.errors import AuditStoreError
 
 
 async def test_migrations_are_versioned_and_idempotent(store_uri: str) -> None:
@@ -39,6 +42,17 @@ async def test_writing_the_same_row_twice_keeps_one(store: AuditStore) -> None:
     await store.write([rows[1], extra])
     found = await store.fetch(AuditQuery("acme", "prod", limit=100))
     assert sorted(r["id"] for r in found) == sorted(r["id"] for r in [*rows, extra])
+
+
+async def test_a_batch_is_written_whole_or_not_at_all(store: AuditStore) -> None:
+    """A batch failing on its last row (a value no driver can bind) stores none of its rows, and
+    the next batch is written normally: one transaction per batch, on SQLite as on Postgres."""
+    good, refused = make_row(), make_row(source_ip=object())
+    with pytest.raises(AuditStoreError):
+        await store.write([good, refused])
+    assert await store.fetch(AuditQuery("acme", "prod")) == []
+    await store.write([good])
+    assert [r["id"] for r in await store.fetch(AuditQuery("acme", "prod"))] == [good["id"]]
 
 
 async def test_retention_removes_old_days_only(store: AuditStore) -> None:

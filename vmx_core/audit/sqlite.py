@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -82,7 +83,7 @@ class SqliteStore:
         ]
 
         def insert(conn: sqlite3.Connection) -> None:
-            with conn:
+            with _transaction(conn):
                 conn.executemany(_INSERT, values)
                 if bodies:
                     conn.executemany(_INSERT_PAYLOAD, bodies)
@@ -91,7 +92,7 @@ class SqliteStore:
 
     async def drop_older_than(self, cutoff: dt.datetime) -> int:
         def delete(conn: sqlite3.Connection) -> int:
-            with conn:
+            with _transaction(conn):
                 n = conn.execute("DELETE FROM request_audit WHERE timestamp < ?", (iso(cutoff),)).rowcount
                 conn.execute("DELETE FROM request_audit_payload WHERE timestamp < ?", (iso(cutoff),))
             return n
@@ -152,9 +153,8 @@ def _migrate(conn: sqlite3.Connection) -> list[int]:
     )
     applied = []
     for mig in migrations("sqlite"):
-        # BEGIN IMMEDIATE takes the write lock first, so two processes never both apply it.
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        # The write lock is taken first, so two processes never both apply it.
+        with _transaction(conn):
             done = conn.execute("SELECT 1 FROM vmx_schema_migrations WHERE version = ?", (mig.version,)).fetchone()
             if done is None:
                 for statement in mig.statements():
@@ -164,11 +164,24 @@ def _migrate(conn: sqlite3.Connection) -> list[int]:
                     (mig.version, mig.name, iso(dt.datetime.now(dt.UTC))),
                 )
                 applied.append(mig.version)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
     return applied
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """One explicit transaction.  The connection is in autocommit mode (``isolation_level=None``),
+    where ``with conn:`` opens none: every statement, and every row of an ``executemany``, would
+    commit on its own, paying a WAL commit per row.  ``IMMEDIATE`` takes the write lock up
+    front (waiting up to ``busy_timeout`` for another process' writer)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        # SQLite rolls some failures back by itself; a second ROLLBACK would hide the error.
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 def _db_value(column: str, value: Any) -> Any:
