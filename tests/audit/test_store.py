@@ -44,6 +44,15 @@ async def test_writing_the_same_row_twice_keeps_one(store: AuditStore) -> None:
     assert sorted(r["id"] for r in found) == sorted(r["id"] for r in [*rows, extra])
 
 
+async def test_a_large_batch_with_repeated_ids_stores_each_row_once(store: AuditStore) -> None:
+    """70 rows (SQLite inserts 32 per statement) with one id repeated inside a statement and
+    across statements: every row is stored, each once."""
+    rows = [make_row() for _ in range(70)]
+    await store.write([rows[0], *rows, rows[0], rows[40]])
+    found = await store.fetch(AuditQuery("acme", "prod", limit=100))
+    assert sorted(r["id"] for r in found) == sorted(r["id"] for r in rows)
+
+
 async def test_a_batch_is_written_whole_or_not_at_all(store: AuditStore) -> None:
     """A batch failing on its last row (a value no driver can bind) stores none of its rows, and
     the next batch is written normally: one transaction per batch, on SQLite as on Postgres."""

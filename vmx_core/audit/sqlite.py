@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -37,9 +38,8 @@ from vmx_core.errors import AuditStoreError
 T = TypeVar("T")
 
 _DIALECT = Dialect("sqlite")
-_INSERT = (
-    f"INSERT OR IGNORE INTO request_audit ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
-)
+#: Rows per INSERT: 32 rows of 31 parameters stay under the 999 bound of SQLite before 3.32.
+_CHUNK = 32
 _INSERT_PAYLOAD = (
     f"INSERT OR IGNORE INTO request_audit_payload ({', '.join(PAYLOAD_COLUMNS)})"
     f" VALUES ({', '.join('?' * len(PAYLOAD_COLUMNS))})"
@@ -77,14 +77,23 @@ class SqliteStore:
         return await self._call("migrate", _migrate)
 
     async def write(self, rows: Sequence[Row]) -> None:
-        values = [tuple(_db_value(c, r.get(c)) for c in COLUMNS) for r in rows]
+        # Converted here, on the event loop, so the writer thread only runs SQLite.
+        params: list[Any] = []
+        for r in rows:
+            params += (_db_value(c, r.get(c)) for c in COLUMNS)
         bodies = [
             (p["id"], p["timestamp"], *(_json_or_null(p.get(c)) for c in _PAYLOAD_BODIES)) for p in payload_rows(rows)
         ]
 
         def insert(conn: sqlite3.Connection) -> None:
             with _transaction(conn):
-                conn.executemany(_INSERT, values)
+                # Up to _CHUNK rows per statement: sqlite3 drops and retakes the GIL around every
+                # step, so a row per step would make this thread and the event loop trade the GIL
+                # back and forth for each row.
+                width = len(COLUMNS)
+                for start in range(0, len(rows), _CHUNK):
+                    n = min(_CHUNK, len(rows) - start)
+                    conn.execute(_insert_sql(n), params[start * width:(start + n) * width])
                 if bodies:
                     conn.executemany(_INSERT_PAYLOAD, bodies)
 
@@ -182,6 +191,13 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+
+
+@functools.cache
+def _insert_sql(rows: int) -> str:
+    """``INSERT OR IGNORE`` of ``rows`` rows: a duplicate id, even inside one statement, is skipped."""
+    one = f"({', '.join('?' * len(COLUMNS))})"
+    return f"INSERT OR IGNORE INTO request_audit ({', '.join(COLUMNS)}) VALUES {', '.join([one] * rows)}"
 
 
 def _db_value(column: str, value: Any) -> Any:
