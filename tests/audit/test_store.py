@@ -84,3 +84,25 @@ async def test_a_nul_character_does_not_poison_the_batch(store: AuditStore) -> N
     found = {r["id"]: r for r in await store.fetch(AuditQuery("acme", "prod"))}
     assert set(found) == {bad["id"], good["id"]}
     assert found[bad["id"]]["metadata"] == {"k": "ab"} and found[bad["id"]]["error_message"] == "xy"
+
+
+
+async def test_the_text_backslash_u0000_is_stored_as_written(store: AuditStore) -> None:
+    """The six characters \\u0000 (how JSON spells a NUL) are no NUL: kept as written, in text and JSON."""
+    row = make_row(error_message="a\\u0000b", metadata={"k\\u0000": "\\u0000"})
+    await store.write([row])
+    [back] = await store.fetch(AuditQuery("acme", "prod"))
+    assert back == row
+
+
+async def test_postgres_stores_an_offset_timestamp_in_its_utc_day(postgres_uri: str) -> None:
+    """A row whose timestamp is not iso() text (+02:00, just past midnight there) is stored as its
+    UTC instant, in the daily partition of its UTC date."""
+    store = open_store(postgres_uri)
+    await store.connect()
+    try:
+        await store.write([make_row(timestamp="2026-01-02T01:30:00+02:00")])
+        [back] = await store.fetch(AuditQuery("acme", "prod"))
+    finally:
+        await store.aclose()
+    assert back["timestamp"] == "2026-01-01T23:30:00.000000Z"

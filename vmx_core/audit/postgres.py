@@ -22,20 +22,19 @@ from vmx_core.audit.migrations import migrations
 from vmx_core.audit.query import AuditQuery, UsageQuery
 from vmx_core.audit.rows import (
     COLUMNS,
-    JSON_COLUMNS,
     PAYLOAD_COLUMNS,
     Row,
+    column_values,
     iso,
+    json_text,
     parse_iso,
     payload_rows,
-    strip_nul,
 )
 from vmx_core.audit.sql import Dialect, audit_sql, usage_rows, usage_sql
 from vmx_core.errors import AuditStoreError, ConfigError
 
 try:
     import psycopg
-    from psycopg.types.json import Jsonb
 except ImportError:  # pragma: no cover - the postgres extra is not installed
     psycopg = None  # type: ignore[assignment]
 
@@ -43,6 +42,7 @@ _DIALECT = Dialect("postgres")
 _PARTITIONED = ("request_audit", "request_audit_payload")
 _PARTITION = re.compile(r"^(request_audit|request_audit_payload)_p(\d{8})$")
 _COLS = ", ".join(f'"{c}"' for c in COLUMNS)
+_ATTEMPTS, _METADATA, _TIMESTAMP = (COLUMNS.index(c) for c in ("attempts", "metadata", "timestamp"))
 _PAYLOAD_COLS = ", ".join(f'"{c}"' for c in PAYLOAD_COLUMNS)
 #: Serialises DDL (migrations, partition creation) across every gateway process.
 _DDL_LOCK = 0x766D78_0001
@@ -143,12 +143,12 @@ class PostgresStore:
     async def write(self, rows: Sequence[Row]) -> None:
         if not rows:
             return
-        values = [tuple(_db_value(c, r.get(c)) for c in COLUMNS) for r in rows]
+        values = [_db_values(r) for r in rows]
         bodies = [
-            (p["id"], parse_iso(p["timestamp"]), *(_jsonb_or_null(p.get(c)) for c in PAYLOAD_COLUMNS[2:]))
+            (p["id"], parse_iso(p["timestamp"]), *(_json_or_null(p.get(c)) for c in PAYLOAD_COLUMNS[2:]))
             for p in payload_rows(rows)
         ]
-        days = {v[1].astimezone(dt.UTC).date() for v in values}
+        days = {_day(v[_TIMESTAMP]) for v in values}
         async with self._writer("write") as conn:
             if not self._staged:
                 await conn.execute(
@@ -237,17 +237,33 @@ def _wrap(what: str, exc: BaseException) -> AuditStoreError:
     return AuditStoreError(f"postgres audit store: {what} failed: {type(exc).__name__}" + (f" ({state})" if state else ""))
 
 
-def _db_value(column: str, value: Any) -> Any:
-    value = strip_nul(value)
-    if column in JSON_COLUMNS:
-        return Jsonb(value if value is not None else ({} if column == "metadata" else []))
-    if column == "timestamp":
-        return parse_iso(value)
-    return value
+def _db_values(row: Row) -> list[Any]:
+    values = column_values(row)
+    attempts, metadata = values[_ATTEMPTS], values[_METADATA]
+    # JSON as text: COPY's text format has the server parse it into jsonb, so the stdlib
+    # encoder that a ``Jsonb`` wrapper would call for each value is never needed.
+    values[_ATTEMPTS] = json_text(attempts if attempts is not None else [])
+    values[_METADATA] = json_text(metadata if metadata is not None else {})
+    stamp = values[_TIMESTAMP]
+    if not _canonical(stamp):
+        values[_TIMESTAMP] = parse_iso(stamp)
+    return values
 
 
-def _jsonb_or_null(value: Any) -> Any:
-    return Jsonb(value) if value is not None else None
+def _canonical(stamp: Any) -> bool:
+    """Whether ``stamp`` is :func:`~vmx_core.audit.rows.iso` text (UTC, to the microsecond), which
+    COPY hands to Postgres as it is, and whose first ten characters are its day."""
+    return isinstance(stamp, str) and len(stamp) == 27 and stamp[-1] == "Z"
+
+
+def _day(stamp: str | dt.datetime) -> dt.date:
+    if isinstance(stamp, str):
+        return dt.date.fromisoformat(stamp[:10])
+    return stamp.astimezone(dt.UTC).date()
+
+
+def _json_or_null(value: Any) -> str | None:
+    return json_text(value) if value is not None else None
 
 
 def _from_db(raw: Sequence[Any]) -> Row:

@@ -5,6 +5,8 @@ replayed from the spool is byte-for-byte the row that would have been written di
 from __future__ import annotations
 
 import datetime as dt
+import json
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -57,7 +59,8 @@ def strip_nul(value: Any) -> Any:
 
 def iso(ts: dt.datetime) -> str:
     """UTC, microseconds, fixed width: sorts as text in the same order as in time."""
-    return ts.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat is a third cheaper than strftime; in UTC it always ends in "+00:00".
+    return ts.astimezone(dt.UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def parse_iso(text: str) -> dt.datetime:
@@ -116,7 +119,45 @@ def to_row(record: AuditRecord, cost: float | None = None) -> Row:
         "routing_ms": round(record.routing_ms, 3),
         "source_ip": record.source_ip,
     }
-    return {k: nul_safe(v) for k, v in row.items()}
+    if may_hold_nul(row):
+        return {k: nul_safe(v) for k, v in row.items()}
+    return row
+
+
+def may_hold_nul(value: Any) -> bool:
+    """Whether a NUL may be in ``value``'s strings, keys or nested values.  One C-speed pass
+    instead of a Python call per value: JSON escapes NUL as ``\\u0000``, so its absence from
+    the encoding proves there is none.  The literal text ``\\u0000`` is a false positive, and
+    harmless: the caller's replacement then finds nothing to replace."""
+    try:
+        return b"\\u0000" in orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS)
+    except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits: scan the slow way
+        return True
+
+
+def json_text(value: Any) -> str:
+    """``value`` as JSON text, for a JSON column: orjson, several times cheaper than the stdlib
+    encoder, which only takes what orjson refuses (an integer beyond 64 bits)."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(value)
+
+
+#: ``row``'s values in :data:`COLUMNS` order, in one C call.
+_IN_ORDER = operator.itemgetter(*COLUMNS)
+
+
+def column_values(row: Row) -> list[Any]:
+    """``row``'s values in :data:`COLUMNS` order (a missing column is ``None``), with every NUL
+    dropped (:func:`strip_nul`): what both stores insert."""
+    try:
+        values = list(_IN_ORDER(row))
+    except KeyError:  # a row spooled by an older version may lack a newer column
+        values = [row.get(c) for c in COLUMNS]
+    if may_hold_nul(values):
+        return [strip_nul(v) for v in values]
+    return values
 
 
 def dumps(row: Row) -> bytes:

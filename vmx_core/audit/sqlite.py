@@ -27,10 +27,11 @@ from vmx_core.audit.rows import (
     JSON_COLUMNS,
     PAYLOAD_COLUMNS,
     Row,
+    column_values,
     iso,
+    json_text,
     parse_iso,
     payload_rows,
-    strip_nul,
 )
 from vmx_core.audit.sql import Dialect, audit_sql, usage_rows, usage_sql
 from vmx_core.errors import AuditStoreError
@@ -40,6 +41,7 @@ T = TypeVar("T")
 _DIALECT = Dialect("sqlite")
 #: Rows per INSERT: 32 rows of 31 parameters stay under the 999 bound of SQLite before 3.32.
 _CHUNK = 32
+_ATTEMPTS, _METADATA, _STREAM = (COLUMNS.index(c) for c in ("attempts", "metadata", "stream"))
 _INSERT_PAYLOAD = (
     f"INSERT OR IGNORE INTO request_audit_payload ({', '.join(PAYLOAD_COLUMNS)})"
     f" VALUES ({', '.join('?' * len(PAYLOAD_COLUMNS))})"
@@ -80,7 +82,7 @@ class SqliteStore:
         # Converted here, on the event loop, so the writer thread only runs SQLite.
         params: list[Any] = []
         for r in rows:
-            params += (_db_value(c, r.get(c)) for c in COLUMNS)
+            params += _db_values(r)
         bodies = [
             (p["id"], p["timestamp"], *(_json_or_null(p.get(c)) for c in _PAYLOAD_BODIES)) for p in payload_rows(rows)
         ]
@@ -200,13 +202,13 @@ def _insert_sql(rows: int) -> str:
     return f"INSERT OR IGNORE INTO request_audit ({', '.join(COLUMNS)}) VALUES {', '.join([one] * rows)}"
 
 
-def _db_value(column: str, value: Any) -> Any:
-    value = strip_nul(value)
-    if column in JSON_COLUMNS:
-        return orjson.dumps(value if value is not None else ({} if column == "metadata" else [])).decode()
-    if column == "stream":
-        return int(bool(value))
-    return value
+def _db_values(row: Row) -> list[Any]:
+    values = column_values(row)
+    attempts, metadata = values[_ATTEMPTS], values[_METADATA]
+    values[_ATTEMPTS] = json_text(attempts if attempts is not None else [])
+    values[_METADATA] = json_text(metadata if metadata is not None else {})
+    values[_STREAM] = int(bool(values[_STREAM]))
+    return values
 
 
 def _json_or_null(value: Any) -> str | None:

@@ -1,0 +1,64 @@
+"""Record to row: the same row whatever shortcut the conversion takes."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.audit.test_prices import record
+from vmx_core.audit.record import Attempt
+from vmx_core.audit.rows import COLUMNS, column_values, iso, to_row
+
+#: Text that often holds NUL, and sometimes the six characters \u0000 that JSON escapes it to.
+TEXT = st.lists(st.sampled_from(["a", "\x00", "\\", "u0000", "\ufffd", "é"]), max_size=8).map("".join)
+
+
+def _safe(text: str) -> str:
+    return text.replace("\x00", "\ufffd")
+
+
+@settings(max_examples=300, deadline=None)
+@given(workspace=TEXT, error=st.none() | TEXT, metadata=st.dictionaries(TEXT, TEXT, max_size=3),
+       message=st.none() | TEXT)
+def test_every_nul_is_replaced_and_nothing_else_changes(workspace: str, error: str | None,
+                                                        metadata: dict[str, str], message: str | None) -> None:
+    """NUL becomes U+FFFD in strings, keys and attempts; every other character, the literal text
+    \\u0000 included, is kept as it was."""
+    attempt = Attempt("c", "openai", "m", 200, None, 1.0, message=message)
+    row = to_row(record(workspace=workspace, error_message=error, metadata=metadata, attempts=(attempt,)))
+    assert row["workspace"] == _safe(workspace)
+    assert row["error_message"] == (None if error is None else _safe(error))
+    assert row["metadata"] == {_safe(k): _safe(v) for k, v in metadata.items()}
+    assert row["attempts"][0]["message"] == (None if message is None else _safe(message))
+
+
+def test_a_row_holds_every_column_with_plain_values() -> None:
+    """The row has the table's columns, its id and time as text, durations to the microsecond."""
+    r = record(duration_ms=1.23456789, metadata={"team": "a"})
+    row = to_row(r, cost=0.5)
+    assert tuple(row) == COLUMNS
+    assert (row["id"], row["timestamp"]) == (str(r.id), iso(r.timestamp))
+    assert (row["duration_ms"], row["cost"], row["metadata"], row["attempts"]) == (1.235, 0.5, {"team": "a"}, [])
+
+
+def test_iso_is_utc_to_the_microsecond_in_fixed_width() -> None:
+    """Any zone is shown in UTC, with six fractional digits even when they are zero."""
+    plus2 = dt.timezone(dt.timedelta(hours=2))
+    assert iso(dt.datetime(2026, 1, 2, 1, 30, tzinfo=plus2)) == "2026-01-01T23:30:00.000000Z"
+    assert iso(dt.datetime(2026, 11, 25, 22, 6, 16, 95744, tzinfo=dt.UTC)) == "2026-11-25T22:06:16.095744Z"
+
+
+def test_column_values_drop_nul_and_fill_missing_columns() -> None:
+    """Values come in table order; NUL is dropped (a row from elsewhere than to_row) and a
+    column missing from an older spooled row is None."""
+    row: dict[str, Any] = to_row(record(error_message="x"))
+    row["error_message"], row["metadata"] = "a\x00b", {"k\x00": ["v\x00"]}
+    del row["source_ip"]
+    values = column_values(row)
+    assert values[COLUMNS.index("error_message")] == "ab"
+    assert values[COLUMNS.index("metadata")] == {"k": ["v"]}
+    assert values[COLUMNS.index("source_ip")] is None
+    assert values[COLUMNS.index("workspace")] == "w"
