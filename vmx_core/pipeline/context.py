@@ -11,6 +11,7 @@ from typing import Any
 from attrs import define, field
 from opentelemetry.trace import Span
 
+from vmx_core import ids
 from vmx_core.audit.payload import Payload, PayloadCapture
 from vmx_core.audit.record import Attempt, AuditRecord
 from vmx_core.config.models import ResourceConfig
@@ -30,7 +31,7 @@ class RequestContext:
     request: ClientRequest
     #: The runtime this request started on; it finishes on it even across a reload.
     runtime: Runtime | None = None
-    request_id: str = field(factory=lambda: str(uuid.uuid4()))
+    request_id: str = field(factory=ids.request_id)
     timestamp: dt.datetime = field(factory=lambda: dt.datetime.now(dt.UTC))
     timings: Timings = field(factory=Timings)
     key: ApiKey | None = None
