@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 
 import pytest
@@ -62,6 +64,26 @@ async def test_a_batch_is_written_whole_or_not_at_all(store: AuditStore) -> None
     assert await store.fetch(AuditQuery("acme", "prod")) == []
     await store.write([good])
     assert [r["id"] for r in await store.fetch(AuditQuery("acme", "prod"))] == [good["id"]]
+
+
+async def test_a_write_cancelled_at_any_point_stores_its_batch_whole_or_not_at_all(store: AuditStore) -> None:
+    """Cancelled after 0, 2, 4 ... event-loop turns (a shutdown mid-batch), a write leaves its
+    batch stored whole or not at all, and the store's next write succeeds."""
+    for turns in range(0, 40, 2):
+        batch = [make_row(correlation_id=f"batch-{turns}") for _ in range(200)]
+        task = asyncio.create_task(store.write(batch))
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        probe = make_row(correlation_id=f"probe-{turns}")
+        await store.write([probe])
+        stored = await store.fetch(AuditQuery("acme", "prod", correlation_id=f"batch-{turns}", limit=500))
+        assert len(stored) in (0, len(batch))
+        assert [r["id"] for r in await store.fetch(AuditQuery("acme", "prod", correlation_id=f"probe-{turns}"))] == [
+            probe["id"]
+        ]
 
 
 async def test_retention_removes_old_days_only(store: AuditStore) -> None:

@@ -9,6 +9,7 @@ case) is spooled and replayed: the staging step keeps that replay idempotent at 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
 from collections.abc import AsyncIterator, Sequence
@@ -44,6 +45,11 @@ _PARTITION = re.compile(r"^(request_audit|request_audit_payload)_p(\d{8})$")
 _COLS = ", ".join(f'"{c}"' for c in COLUMNS)
 _ATTEMPTS, _METADATA, _TIMESTAMP = (COLUMNS.index(c) for c in ("attempts", "metadata", "timestamp"))
 _PAYLOAD_COLS = ", ".join(f'"{c}"' for c in PAYLOAD_COLUMNS)
+_INSERT_STAGED = f"INSERT INTO request_audit ({_COLS}) SELECT {_COLS} FROM vmx_audit_stage ON CONFLICT DO NOTHING"
+_INSERT_STAGED_PAYLOAD = (
+    f"INSERT INTO request_audit_payload ({_PAYLOAD_COLS}) SELECT {_PAYLOAD_COLS} FROM vmx_payload_stage"
+    " ON CONFLICT DO NOTHING"
+)
 #: Serialises DDL (migrations, partition creation) across every gateway process.
 _DDL_LOCK = 0x766D78_0001
 
@@ -159,22 +165,23 @@ class PostgresStore:
                     " ON COMMIT DELETE ROWS"
                 )
                 self._staged = True
-            async with conn.transaction():
-                await self._ensure_days(conn, days)
-                async with conn.cursor().copy(f"COPY vmx_audit_stage ({_COLS}) FROM STDIN") as copy:
-                    for v in values:
-                        await copy.write_row(v)
-                await conn.execute(
-                    f"INSERT INTO request_audit ({_COLS}) SELECT {_COLS} FROM vmx_audit_stage ON CONFLICT DO NOTHING"
-                )
-                if bodies:
-                    async with conn.cursor().copy(f"COPY vmx_payload_stage ({_PAYLOAD_COLS}) FROM STDIN") as copy:
-                        for b in bodies:
-                            await copy.write_row(b)
-                    await conn.execute(
-                        f"INSERT INTO request_audit_payload ({_PAYLOAD_COLS}) SELECT {_PAYLOAD_COLS}"
-                        " FROM vmx_payload_stage ON CONFLICT DO NOTHING"
-                    )
+            try:
+                async with conn.transaction():
+                    await self._ensure_days(conn, days)
+                    async with conn.cursor().copy(f"COPY vmx_audit_stage ({_COLS}) FROM STDIN") as copy:
+                        for v in values:
+                            await copy.write_row(v)
+                    await conn.execute(_INSERT_STAGED)
+                    if bodies:
+                        async with conn.cursor().copy(f"COPY vmx_payload_stage ({_PAYLOAD_COLS}) FROM STDIN") as copy:
+                            for b in bodies:
+                                await copy.write_row(b)
+                        await conn.execute(_INSERT_STAGED_PAYLOAD)
+            except asyncio.CancelledError:
+                # Cancelled while a command was in flight, the rollback above could not be sent
+                # ("another command is already in progress"): the connection is not reused.
+                await self._drop_connection()
+                raise
 
     async def drop_older_than(self, cutoff: dt.datetime) -> int:
         """Drop every daily partition that ends at or before ``cutoff``'s day."""
