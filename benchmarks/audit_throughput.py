@@ -1,6 +1,7 @@
 """What the built-in audit sink (queue -> batches -> store) costs: rows/s and CPU per row.
 
     .venv/bin/python benchmarks/audit_throughput.py [sqlite|postgres] [ROWS] [--rate R] [--reps N]
+                                                    [--batch-wait-ms MS]
 
 Without ``--rate`` records arrive in bursts of 500 as fast as the sink takes them: the
 throughput ceiling, with an idle event loop and the largest batches.  With ``--rate R`` they
@@ -137,7 +138,7 @@ async def paced(records: list[AuditRecord], rate: float, enqueue: Callable[[Audi
     return work.cpu
 
 
-async def run(uri: str | None, n: int, rate: float | None, spool: Path) -> Meter:
+async def run(uri: str | None, n: int, rate: float | None, spool: Path, batch_wait_ms: int = 25) -> Meter:
     """One run: ``uri`` None is the paced load alone, what the audit runs are measured against."""
     records = [record() for _ in range(n)]
     if uri is None:
@@ -145,7 +146,8 @@ async def run(uri: str | None, n: int, rate: float | None, spool: Path) -> Meter
             work = await paced(records, rate or 0.0, lambda r: None)
         m.work = work * 1e6 / n
         return m
-    sink = QueueSink(open_store(uri), Spool.open(spool), max_queue=n + 1, pricer=PriceTable.load().cost)
+    sink = QueueSink(open_store(uri), Spool.open(spool), max_queue=n + 1, pricer=PriceTable.load().cost,
+                     batch_wait=batch_wait_ms / 1000)
     await sink.start()
     work = 0.0
     with Meter(n) as m:
@@ -169,6 +171,7 @@ def main() -> None:
     ap.add_argument("rows", nargs="?", type=int, default=50_000)
     ap.add_argument("--rate", type=float, help="paced arrivals per second, with request work on the loop")
     ap.add_argument("--reps", type=int, default=1)
+    ap.add_argument("--batch-wait-ms", type=int, default=25, help="audit.batch_wait_ms (default 25)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp())
     server = None
@@ -183,7 +186,7 @@ def main() -> None:
     try:
         for rep in range(args.reps):
             uri = server.create_database() if server else f"sqlite:///{tmp}/bench{rep}.db"
-            m = asyncio.run(run(uri, args.rows, args.rate, tmp / f"spool{rep}"))
+            m = asyncio.run(run(uri, args.rows, args.rate, tmp / f"spool{rep}", args.batch_wait_ms))
             if args.rate is None:
                 costs.append(m.cpu)
                 print(f"{args.kind} burst: {args.rows} rows, {args.rows / m.wall:,.0f} rows/s,"
