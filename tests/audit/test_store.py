@@ -47,8 +47,8 @@ async def test_writing_the_same_row_twice_keeps_one(store: AuditStore) -> None:
 
 
 async def test_a_large_batch_with_repeated_ids_stores_each_row_once(store: AuditStore) -> None:
-    """70 rows (SQLite inserts 32 per statement) with one id repeated inside a statement and
-    across statements: every row is stored, each once."""
+    """73 rows (SQLite inserts them in statements of 64, 8 and 1) with ids repeated inside a
+    statement and across statements: every row is stored, each once."""
     rows = [make_row() for _ in range(70)]
     await store.write([rows[0], *rows, rows[0], rows[40]])
     found = await store.fetch(AuditQuery("acme", "prod", limit=100))
@@ -106,7 +106,6 @@ async def test_a_nul_character_does_not_poison_the_batch(store: AuditStore) -> N
     found = {r["id"]: r for r in await store.fetch(AuditQuery("acme", "prod"))}
     assert set(found) == {bad["id"], good["id"]}
     assert found[bad["id"]]["metadata"] == {"k": "ab"} and found[bad["id"]]["error_message"] == "xy"
-
 
 
 async def test_the_text_backslash_u0000_is_stored_as_written(store: AuditStore) -> None:

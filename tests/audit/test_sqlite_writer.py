@@ -1,0 +1,127 @@
+"""The SQLite store writes on the event loop: it never blocks the loop, and its thread keeps the
+WAL checkpointed."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests.audit.conftest import make_row
+from vmx_core.audit import sqlite as sqlite_store
+from vmx_core.audit.query import AuditQuery
+from vmx_core.audit.sqlite import SqliteStore
+from vmx_core.errors import AuditStoreError
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size
+
+
+async def _store(path: Path) -> SqliteStore:
+    store = SqliteStore(str(path))
+    await store.connect()
+    return store
+
+
+async def test_a_write_waits_for_another_process_writer_while_the_loop_runs_on(tmp_path: Path) -> None:
+    """While another connection holds the write lock the write is pending and the loop keeps
+    turning; once the lock is released the batch is stored."""
+    store = await _store(tmp_path / "a.db")
+    other = sqlite3.connect(tmp_path / "a.db", isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        rows = [make_row() for _ in range(3)]
+        task = asyncio.create_task(store.write(rows))
+        turns = 0
+        for _ in range(50):
+            await asyncio.sleep(0)
+            turns += 1
+        assert not task.done() and turns == 50
+        other.execute("COMMIT")
+        await task
+        stored = await store.fetch(AuditQuery("acme", "prod"))
+        assert sorted(r["id"] for r in stored) == sorted(r["id"] for r in rows)
+    finally:
+        other.close()
+        await store.aclose()
+
+
+async def test_a_write_gives_up_when_the_lock_is_held_too_long(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the busy wait the write fails with AuditStoreError (the queue then spools the batch)
+    and stores nothing; the next write, the lock free again, succeeds."""
+    monkeypatch.setattr(sqlite_store, "_BUSY_WAIT", 0.02)
+    store = await _store(tmp_path / "a.db")
+    other = sqlite3.connect(tmp_path / "a.db", isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(AuditStoreError, match="locked"):
+            await store.write([make_row()])
+        other.execute("COMMIT")
+        row = make_row()
+        await store.write([row])
+        assert [r["id"] for r in await store.fetch(AuditQuery("acme", "prod"))] == [row["id"]]
+    finally:
+        other.close()
+        await store.aclose()
+
+
+async def test_the_thread_checkpoints_what_the_loop_wrote(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loop's commits stay in the WAL until the thread's checkpoint copies them into the
+    database file."""
+    monkeypatch.setattr(sqlite_store, "_CHECKPOINT_EVERY", 3600.0)
+    store = await _store(tmp_path / "a.db")
+    try:
+        before = _size(tmp_path / "a.db")
+        await store.write([make_row() for _ in range(500)])
+        await store.write([make_row() for _ in range(500)])
+        assert store._checkpoint is None and _size(tmp_path / "a.db") == before
+        monkeypatch.setattr(sqlite_store, "_CHECKPOINT_EVERY", 0.0)
+        await store.write([make_row()])
+        assert store._checkpoint is not None
+        await store._checkpoint
+        assert _size(tmp_path / "a.db") > before + 100_000
+    finally:
+        await store.aclose()
+
+
+async def test_concurrent_writes_are_each_stored_whole(tmp_path: Path) -> None:
+    """Two writes at once (the queue never does it, another caller might) take turns on the
+    writer's connection: both batches are stored."""
+    store = await _store(tmp_path / "a.db")
+    try:
+        first, second = [make_row() for _ in range(150)], [make_row() for _ in range(150)]
+        await asyncio.gather(store.write(first), store.write(second))
+        stored = await store.fetch(AuditQuery("acme", "prod", limit=500))
+        assert sorted(r["id"] for r in stored) == sorted(r["id"] for r in first + second)
+    finally:
+        await store.aclose()
+
+
+async def test_under_the_old_999_parameter_limit_a_batch_is_still_stored_whole(tmp_path: Path) -> None:
+    """SQLite before 3.32 allows 999 parameters: statements then hold 32 rows, and a batch of 70
+    is stored whole."""
+    store = await _store(tmp_path / "a.db")
+    try:
+        store._writer().setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+        rows = [make_row() for _ in range(70)]
+        await store.write(rows)
+        stored = await store.fetch(AuditQuery("acme", "prod", limit=100))
+        assert sorted(r["id"] for r in stored) == sorted(r["id"] for r in rows)
+    finally:
+        await store.aclose()
+
+
+async def test_an_in_memory_store_reads_what_it_wrote() -> None:
+    """``:memory:`` is one database per connection: its reads see its writes."""
+    store = SqliteStore(":memory:")
+    await store.connect()
+    try:
+        row = make_row()
+        await store.write([row])
+        assert await store.fetch(AuditQuery("acme", "prod")) == [row]
+    finally:
+        await store.aclose()
