@@ -4,6 +4,7 @@ WAL checkpointed."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from pathlib import Path
 
@@ -18,6 +19,11 @@ from vmx_core.errors import AuditStoreError
 
 def _size(path: Path) -> int:
     return path.stat().st_size
+
+
+def _ids(path: Path) -> set[str]:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        return {i for (i,) in conn.execute("SELECT id FROM request_audit")}
 
 
 async def _store(path: Path) -> SqliteStore:
@@ -86,6 +92,19 @@ async def test_the_thread_checkpoints_what_the_loop_wrote(tmp_path: Path, monkey
         assert _size(tmp_path / "a.db") > before + 100_000
     finally:
         await store.aclose()
+
+
+async def test_two_workers_writing_one_file_at_once_store_every_row(tmp_path: Path) -> None:
+    """Two stores on one file (two gateway workers) write batches at the same time: each waits
+    its turn for the write lock, and every row of both is stored."""
+    one, two = await _store(tmp_path / "a.db"), await _store(tmp_path / "a.db")
+    try:
+        batches = [[make_row() for _ in range(100)] for _ in range(20)]
+        await asyncio.gather(*(store.write(b) for store, b in zip([one, two] * 10, batches, strict=True)))
+        assert _ids(tmp_path / "a.db") == {r["id"] for b in batches for r in b}
+    finally:
+        await one.aclose()
+        await two.aclose()
 
 
 async def test_concurrent_writes_are_each_stored_whole(tmp_path: Path) -> None:
