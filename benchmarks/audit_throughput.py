@@ -1,7 +1,7 @@
 """What the built-in audit sink (queue -> batches -> store) costs: rows/s and CPU per row.
 
     .venv/bin/python benchmarks/audit_throughput.py [sqlite|postgres] [ROWS] [--rate R] [--reps N]
-                                                    [--batch-wait-ms MS]
+                                                    [--batch-wait-ms MS] [--gateway]
 
 Without ``--rate`` records arrive in bursts of 500 as fast as the sink takes them: the
 throughput ceiling, with an idle event loop and the largest batches.  With ``--rate R`` they
@@ -14,6 +14,12 @@ request work (less the same for the run without the sink) plus every other threa
 writer).  ``with interference`` is the whole process' CPU less the run without the sink: it
 also counts how the audit slows the request work down (GIL hand-offs, caches), but on a shared
 machine it is as noisy as its neighbours.
+
+``--gateway`` sends ROWS requests instead through a whole in-process gateway (16 clients, an
+instant fake provider, each request yielding to the loop once as a served one does on its
+socket I/O): the event loop is saturated, as under a closed-loop load.  ``audit`` is then the
+process CPU per request with the store less the same with ``storage.audit: none``; rows the
+sink had to spool (a writer that could not keep up) are counted.
 
 CPU is ``time.process_time`` / ``time.thread_time``; the database server's own CPU (the Postgres
 backend) is not counted.  Ids come from the gateway's own request-id factory.  ``postgres``
@@ -35,17 +41,24 @@ from collections.abc import Callable
 from pathlib import Path
 
 import attrs
+import orjson
+import structlog
 from attrs import define
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from vmx_core import ClientRequest, Format
 from vmx_core.audit.prices import PriceTable
 from vmx_core.audit.queue import QueueSink
 from vmx_core.audit.record import Attempt, AuditRecord
 from vmx_core.audit.spool import Spool
 from vmx_core.audit.store import open_store
 from vmx_core.pipeline.context import RequestContext
+from vmx_core.testing import TEST_KEY, FakeProvider, make_test_gateway
 
+#: A request of benchmarks/gateway's shape: a correlation id and metadata in the envelope.
+BODY = orjson.dumps({"model": "chat", "messages": [{"role": "user", "content": "hello " * 50}],
+                     "vmx": {"correlationId": "bench-correlation-0001", "metadata": {"team": "perf", "app": "bench"}}})
 #: Seconds between two arrivals of records in paced mode.
 TICK = 0.01
 #: Synthetic request work per row in paced mode: Python-level iterations (about 0.4 ms here).
@@ -165,6 +178,31 @@ async def run(uri: str | None, n: int, rate: float | None, spool: Path, batch_wa
     return m
 
 
+async def gateway(uri: str, n: int) -> tuple[float, int]:
+    """Process CPU per request (µs) for ``n`` requests through an in-process gateway with
+    ``storage.audit`` = ``uri`` (16 clients, an instant fake provider), and the rows spooled."""
+    async with make_test_gateway(FakeProvider(), audit=uri) as gw:
+
+        async def serve(count: int) -> None:
+            todo = iter(range(count))
+
+            async def client() -> None:
+                for _ in todo:
+                    await gw.handle(ClientRequest(Format.CHAT_COMPLETIONS, "test", "test", BODY, TEST_KEY))
+                    await asyncio.sleep(0)  # a served request yields to the loop on its socket I/O
+
+            await asyncio.gather(*(client() for _ in range(16)))
+
+        await serve(n // 4)  # warm-up: caches, and a table that is not empty
+        cpu = time.process_time()
+        await serve(n)
+        sinks = [s for s in gw.sinks if isinstance(s, QueueSink)]
+        for sink in sinks:
+            await sink.drained()
+        cpu = time.process_time() - cpu
+    return cpu / n * 1e6, sum(s.counters.spooled for s in sinks)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("kind", nargs="?", default="sqlite", choices=["sqlite", "postgres"])
@@ -172,7 +210,9 @@ def main() -> None:
     ap.add_argument("--rate", type=float, help="paced arrivals per second, with request work on the loop")
     ap.add_argument("--reps", type=int, default=1)
     ap.add_argument("--batch-wait-ms", type=int, default=25, help="audit.batch_wait_ms (default 25)")
+    ap.add_argument("--gateway", action="store_true", help="ROWS requests through an in-process gateway instead")
     args = ap.parse_args()
+    structlog.configure(logger_factory=structlog.ReturnLoggerFactory())  # no request log lines
     tmp = Path(tempfile.mkdtemp())
     server = None
     if args.kind == "postgres":
@@ -186,6 +226,13 @@ def main() -> None:
     try:
         for rep in range(args.reps):
             uri = server.create_database() if server else f"sqlite:///{tmp}/bench{rep}.db"
+            if args.gateway:
+                without, _ = asyncio.run(gateway("none", args.rows))
+                with_audit, spooled = asyncio.run(gateway(uri, args.rows))
+                costs.append(with_audit - without)
+                print(f"{args.kind} gateway: {args.rows} requests, audit {costs[-1]:.1f} us/request CPU"
+                      f" ({with_audit:.1f} with, {without:.1f} without), {spooled} rows spooled", flush=True)
+                continue
             m = asyncio.run(run(uri, args.rows, args.rate, tmp / f"spool{rep}", args.batch_wait_ms))
             if args.rate is None:
                 costs.append(m.cpu)
@@ -206,7 +253,8 @@ def main() -> None:
         if server is not None:
             server.cleanup()
     if args.reps > 1:
-        line = f"{args.kind}: median {statistics.median(costs):.1f} us/row over {args.reps} runs"
+        unit = "request" if args.gateway else "row"
+        line = f"{args.kind}: median {statistics.median(costs):.1f} us/{unit} over {args.reps} runs"
         line += f" (min {min(costs):.1f}, max {max(costs):.1f})"
         if totals:
             line += f"; with interference {statistics.median(totals):.1f}"
