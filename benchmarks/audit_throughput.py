@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import shutil
 import socket
 import statistics
 import sys
@@ -252,6 +253,7 @@ def main() -> None:
     finally:
         if server is not None:
             server.cleanup()
+        shutil.rmtree(tmp, ignore_errors=True)
     if args.reps > 1:
         unit = "request" if args.gateway else "row"
         line = f"{args.kind}: median {statistics.median(costs):.1f} us/{unit} over {args.reps} runs"
