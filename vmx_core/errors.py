@@ -162,10 +162,17 @@ class UpstreamProtocolError(ProviderError):
 class CountNotSupported(ProviderError):
     """Raised by a client's ``count_tokens`` when the upstream cannot count this request (the
     model has no native counter, or the counter refuses a kind of input the model itself
-    takes).  The request is not wrong, so the count endpoint answers with its estimate."""
+    takes).  The request is not wrong, so the count endpoint answers with its estimate.
+
+    ``model_wide``: the model cannot count anything, so the gateway stops asking for it for a
+    while (``pipeline.count.UNSUPPORTED_TTL``) instead of making one failing call per count."""
 
     reason = "count_not_supported"
     retryable = False
+
+    def __init__(self, message: str, *, model_wide: bool = False) -> None:
+        super().__init__(message)
+        self.model_wide = model_wide
 
 
 # ---------------------------------------------------------------------------------------------

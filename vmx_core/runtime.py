@@ -58,6 +58,9 @@ class Runtime:
     #: it: a retired runtime closes its upstream sessions when the count reaches zero.
     in_flight: int = 0
     retired: bool = False
+    #: (workspace, environment, connection, model) -> monotonic time until which the model's
+    #: provider is not asked to count tokens (it said it cannot; ``pipeline.count``).
+    count_unsupported: dict[tuple[str, str, str, str], float] = field(factory=dict)
 
     @classmethod
     def build(

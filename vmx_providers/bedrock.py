@@ -52,6 +52,8 @@ CONVERSE_COUNTED = ("messages", "system", "toolConfig", "additionalModelRequestF
 #: models, and models served only through cross-Region inference profiles), or "Document
 #: input not supported for token counting".
 _COUNT_UNSUPPORTED = re.compile(r"\b(?:doesn.t|does not|not) support(?:ed)?\b.*\bcount", re.IGNORECASE | re.DOTALL)
+#: "The provided model doesn't support counting tokens.": the model, not this input.
+_MODEL_CANNOT_COUNT = re.compile(r"\bmodel (?:doesn.t|does not) support\b", re.IGNORECASE)
 
 
 @frozen
@@ -106,7 +108,7 @@ class _RuntimeClient:
                 f"/model/{quote(model, safe='')}/count-tokens", orjson.dumps({"input": counted}), timeout)
         except UpstreamHTTPError as exc:
             if exc.status == 400 and exc.error_type in (None, "ValidationException") and _COUNT_UNSUPPORTED.search(exc.message):
-                raise CountNotSupported(exc.message) from None
+                raise CountNotSupported(exc.message, model_wide=bool(_MODEL_CANNOT_COUNT.search(exc.message))) from None
             raise
         count = data.get("inputTokens") if isinstance(data, dict) else None
         if not isinstance(count, int) or isinstance(count, bool):

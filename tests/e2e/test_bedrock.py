@@ -221,11 +221,16 @@ async def test_count_tokens_falls_back_to_the_estimate_when_bedrock_cannot_count
     claude: Any, bedrock_upstream: FakeBedrock, resource: str
 ) -> None:
     """A model Bedrock cannot count for (its 400 ValidationException) gets the gateway's
-    estimate, marked as such, on either provider."""
+    estimate, marked as such, on either provider; the next count does not ask Bedrock again."""
     raw = await claude.messages.with_raw_response.count_tokens(model=resource, messages=HI)
     assert bedrock_upstream.requests[-1]["path"].endswith("/count-tokens")
     assert raw.headers["x-vmx-token-count"] == "estimate"
     assert (await raw.parse()).input_tokens > 0
+    asked = len(bedrock_upstream.requests)
+    again = await claude.messages.with_raw_response.count_tokens(model=resource, messages=HI)
+    assert again.headers["x-vmx-token-count"] == "estimate"
+    assert (await again.parse()).input_tokens == (await raw.parse()).input_tokens
+    assert len(bedrock_upstream.requests) == asked
 
 
 async def test_count_tokens_estimates_what_converse_cannot_carry(claude: Any, bedrock_upstream: FakeBedrock) -> None:

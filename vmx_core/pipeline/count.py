@@ -8,6 +8,7 @@ as a completion would be (``execute.run_legs``), so what it counts is what it wo
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from vmx_core.errors import CountNotSupported, InvalidRequest, ProviderError
@@ -23,6 +24,15 @@ from vmx_core.wire.convert import provider_dialect, target_format
 
 #: Seconds a provider-native count may take before the estimate is used instead.
 COUNT_TIMEOUT = 10.0
+#: How long a model whose provider said it cannot count is answered by the estimate without
+#: asking again: a count per request would otherwise be a failing upstream call per request,
+#: and a provider may start counting for the model later.
+UNSUPPORTED_TTL = 3600.0
+#: At most this many models are remembered: with granted resource overrides a client names
+#: the model, so the memory must not grow with what clients send.
+MAX_UNSUPPORTED = 1024
+#: The clock of that memory (tests move it).
+clock = time.monotonic
 
 
 async def count_tokens(rt: Runtime, ctx: RequestContext) -> tuple[int, str]:
@@ -41,6 +51,12 @@ async def count_tokens(rt: Runtime, ctx: RequestContext) -> tuple[int, str]:
     counter = getattr(conn.client, "count_tokens", None)
     if counter is None:
         return estimate_request(ctx.body), "estimate"
+    cannot = (ctx.request.workspace, ctx.request.environment, ref.connection, ref.model)
+    until = rt.count_unsupported.get(cannot)
+    if until is not None:
+        if clock() < until:
+            return estimate_request(ctx.body), "estimate"
+        del rt.count_unsupported[cannot]
     fmt = ctx.request.format
     target = target_format(fmt, conn.provider.formats)
     dialect = provider_dialect(conn.provider) if target is None else None
@@ -63,10 +79,21 @@ async def count_tokens(rt: Runtime, ctx: RequestContext) -> tuple[int, str]:
     )
     try:
         return int(await counter(call)), "provider"
-    except CountNotSupported:
-        pass
+    except CountNotSupported as exc:
+        if exc.model_wide:
+            _remember(rt.count_unsupported, cannot)
     except ProviderError as exc:
         if not exc.retryable:
             raise rejected(exc) from None
         # The upstream is down or slow: an estimate is what this endpoint gives otherwise.
     return estimate_request(ctx.body), "estimate"
+
+
+def _remember(memory: dict[tuple[str, str, str, str], float], key: tuple[str, str, str, str]) -> None:
+    now = clock()
+    if len(memory) >= MAX_UNSUPPORTED:
+        for stale in [k for k, until in memory.items() if until <= now]:
+            del memory[stale]
+        if len(memory) >= MAX_UNSUPPORTED:
+            return
+    memory[key] = now + UNSUPPORTED_TTL
