@@ -16,7 +16,8 @@ gateway core like ``make bench``'s targets:
     ``acme/prod`` environment as ``env``;
 ``audit`` / ``capacity``
     the storage URLs (``{pg}`` and ``{redis}`` start PostgreSQL and Redis as ``make bench``
-    does); ``env``: extra environment variables.
+    does); ``env``: extra environment variables; ``cwd``: where to start it (another
+    checkout, e.g. a ``git worktree`` of the commit to compare with).
 
 Run (from the repository root)::
 
@@ -75,11 +76,12 @@ def _targets(spec: list[dict[str, Any]], work: Path, upstream: str, stores: tupl
             env.setdefault("VMX_CONFIG", str(path))
         argv = [_fill(a, fill) for a in v["argv"]]
         env.update({k: _fill(val, fill) for k, val in v.get("env", {}).items()})
+        cwd = Path(_fill(v.get("cwd", "{root}"), fill))
         if v.get("vmx"):
             t = Target(v["label"], argv, "/healthz", VMX_PATH, "chat",
-                       {"authorization": f"Bearer {configs.VMX_KEY}"}, env=env, vmx=True)
+                       {"authorization": f"Bearer {configs.VMX_KEY}"}, env=env, cwd=cwd, vmx=True)
         else:
-            t = Target(v["label"], argv, "/healthz", "/v1/chat/completions", "gpt-4o-mini", env=env)
+            t = Target(v["label"], argv, "/healthz", "/v1/chat/completions", "gpt-4o-mini", env=env, cwd=cwd)
         made.append(t)
     return made
 
