@@ -14,18 +14,17 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from tests.conftest import KEY
 from tests.e2e.conftest import e2e_config
+from tests.fakes.loopback import LoopbackServer
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.server import VmxProcess
 
 
-class FakeCollector:
+class FakeCollector(LoopbackServer):
     """An OTLP/HTTP receiver on a loopback port: keeps every exported span and metric name."""
 
     def __init__(self) -> None:
         self.spans: list[Any] = []
         self.metric_names: set[str] = set()
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
     async def _traces(self, request: web.Request) -> web.Response:
         msg = ExportTraceServiceRequest.FromString(await request.read())
@@ -37,19 +36,9 @@ class FakeCollector:
         self.metric_names |= {m.name for rm in msg.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
         return web.Response(body=b"", content_type="application/x-protobuf")
 
-    async def start(self) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/traces", self._traces)
         app.router.add_post("/v1/metrics", self._metrics)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
 
 
 @pytest.fixture

@@ -24,6 +24,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.loopback import LoopbackServer
+
 API_KEY = "sk-ant-fake-SECRET-0123456789"
 SIGNATURE = "EqQBCgIYAhIMfakesignature=="
 TOOL_INPUT = {"city": "Paris"}
@@ -64,29 +66,17 @@ def answer_blocks(body: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
     return blocks, "end_turn"
 
 
-class FakeAnthropic:
+class FakeAnthropic(LoopbackServer):
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def start(self) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/messages", self._messages)
         app.router.add_post("/v1/messages/count_tokens", self._count)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
 
     async def _check(self, request: web.Request) -> tuple[dict[str, Any], web.Response | None]:
         body = json.loads(await request.read())

@@ -33,6 +33,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from tests.fakes.anthropic_upstream import SIGNATURE, TOOL_INPUT, stream_events, whole_message
+from tests.fakes.loopback import LoopbackServer
 from vmx_providers._eventstream import encode_message
 
 ACCESS_KEY = "AKIAFAKEFAKEFAKE0001"
@@ -60,33 +61,21 @@ def static_credentials(key: str) -> tuple[str, str | None] | None:
     return (SECRET_KEY, None) if key == ACCESS_KEY else None
 
 
-class FakeBedrock:
+class FakeBedrock(LoopbackServer):
     def __init__(self, credentials: CredentialLookup = static_credentials) -> None:
         self.credentials = credentials
         self.requests: list[dict[str, Any]] = []
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def start(self) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/model/{model}/invoke", self._invoke)
         app.router.add_post("/model/{model}/invoke-with-response-stream", self._invoke_stream)
         app.router.add_post("/model/{model}/converse", self._converse)
         app.router.add_post("/model/{model}/converse-stream", self._converse_stream)
         app.router.add_post("/model/{model}/count-tokens", self._count_tokens)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
 
     def verify(self, request: web.Request, raw: bytes) -> str | None:
         """Why the signature is wrong, or ``None`` when botocore computes the same one."""

@@ -10,10 +10,12 @@ import jwt
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tests.fakes.loopback import LoopbackServer
+
 ISSUER_PATH = "/realms/test"
 
 
-class FakeIdentityProvider:
+class FakeIdentityProvider(LoopbackServer):
     """Serves ``/.well-known/openid-configuration`` and ``/jwks`` on a loopback port."""
 
     def __init__(self, audience: str = "vmx-management") -> None:
@@ -21,26 +23,14 @@ class FakeIdentityProvider:
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.kid = "test-key-1"
         self.jwks_fetches = 0
-        self.port = 0
-        self._runner: web.AppRunner | None = None
 
     @property
     def issuer(self) -> str:
         return f"http://127.0.0.1:{self.port}{ISSUER_PATH}"
 
-    async def start(self) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_get(ISSUER_PATH + "/.well-known/openid-configuration", self._discovery)
         app.router.add_get(ISSUER_PATH + "/jwks", self._jwks)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
 
     async def _discovery(self, request: web.Request) -> web.Response:
         return web.json_response({"issuer": self.issuer, "jwks_uri": self.issuer + "/jwks"})

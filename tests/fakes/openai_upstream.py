@@ -41,6 +41,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.loopback import LoopbackServer
+
 #: The arguments of the fake's tool calls.
 TOOL_ARGUMENTS = '{"city": "Paris"}'
 
@@ -60,7 +62,10 @@ def _echo_text(body: dict[str, Any]) -> str:
     return "echo: "
 
 
-class FakeOpenAI:
+class FakeOpenAI(LoopbackServer):
+    # ``hang`` and ``stall`` notice that the gateway abandoned them by being cancelled.
+    handler_cancellation = True
+
     def __init__(self, prefix: str = "/v1") -> None:
         self.prefix = prefix
         self.requests: list[dict[str, Any]] = []
@@ -69,8 +74,6 @@ class FakeOpenAI:
         #: Set when a request has arrived (before it is answered): what a test awaits before
         #: abandoning a ``hang`` request.
         self.received_event = asyncio.Event()
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
     def reset(self) -> None:
         """Forget what was received, so one fake (and one gateway) can serve many tests."""
@@ -83,21 +86,9 @@ class FakeOpenAI:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}{self.prefix}"
 
-    async def start(self) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post(self.prefix + "/chat/completions", self._chat)
         app.router.add_post(self.prefix + "/responses", self._responses)
-        # handler_cancellation: a handler is cancelled when its client goes away, which is how
-        # ``hang`` and ``stall`` notice that the gateway abandoned them (aiohttp's default is off).
-        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
 
     async def _record(self, request: web.Request) -> dict[str, Any]:
         raw = await request.read()
