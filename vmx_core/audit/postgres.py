@@ -25,11 +25,11 @@ from vmx_core.audit.rows import (
     COLUMNS,
     PAYLOAD_COLUMNS,
     Row,
-    column_values,
     iso,
-    json_text,
+    json_or_null,
     parse_iso,
     payload_rows,
+    stored_values,
 )
 from vmx_core.audit.sql import Dialect, audit_sql, usage_rows, usage_sql
 from vmx_core.errors import AuditStoreError, ConfigError
@@ -43,7 +43,7 @@ _DIALECT = Dialect("postgres")
 _PARTITIONED = ("request_audit", "request_audit_payload")
 _PARTITION = re.compile(r"^(request_audit|request_audit_payload)_p(\d{8})$")
 _COLS = ", ".join(f'"{c}"' for c in COLUMNS)
-_ATTEMPTS, _METADATA, _TIMESTAMP = (COLUMNS.index(c) for c in ("attempts", "metadata", "timestamp"))
+_TIMESTAMP = COLUMNS.index("timestamp")
 _PAYLOAD_COLS = ", ".join(f'"{c}"' for c in PAYLOAD_COLUMNS)
 _INSERT_STAGED = f"INSERT INTO request_audit ({_COLS}) SELECT {_COLS} FROM vmx_audit_stage ON CONFLICT DO NOTHING"
 _INSERT_STAGED_PAYLOAD = (
@@ -151,7 +151,7 @@ class PostgresStore:
             return
         values = [_db_values(r) for r in rows]
         bodies = [
-            (p["id"], parse_iso(p["timestamp"]), *(_json_or_null(p.get(c)) for c in PAYLOAD_COLUMNS[2:]))
+            (p["id"], parse_iso(p["timestamp"]), *(json_or_null(p.get(c)) for c in PAYLOAD_COLUMNS[2:]))
             for p in payload_rows(rows)
         ]
         days = {_day(v[_TIMESTAMP]) for v in values}
@@ -245,12 +245,9 @@ def _wrap(what: str, exc: BaseException) -> AuditStoreError:
 
 
 def _db_values(row: Row) -> list[Any]:
-    values = column_values(row)
-    attempts, metadata = values[_ATTEMPTS], values[_METADATA]
     # JSON as text: COPY's text format has the server parse it into jsonb, so the stdlib
     # encoder that a ``Jsonb`` wrapper would call for each value is never needed.
-    values[_ATTEMPTS] = json_text(attempts if attempts is not None else [])
-    values[_METADATA] = json_text(metadata if metadata is not None else {})
+    values = stored_values(row)
     stamp = values[_TIMESTAMP]
     if not _canonical(stamp):
         values[_TIMESTAMP] = parse_iso(stamp)
@@ -267,10 +264,6 @@ def _day(stamp: str | dt.datetime) -> dt.date:
     if isinstance(stamp, str):
         return dt.date.fromisoformat(stamp[:10])
     return stamp.astimezone(dt.UTC).date()
-
-
-def _json_or_null(value: Any) -> str | None:
-    return json_text(value) if value is not None else None
 
 
 def _from_db(raw: Sequence[Any]) -> Row:

@@ -144,8 +144,15 @@ def json_text(value: Any) -> str:
         return json.dumps(value)
 
 
+def json_or_null(value: Any) -> str | None:
+    """A payload body as JSON text, ``None`` staying NULL."""
+    return json_text(value) if value is not None else None
+
+
 #: ``row``'s values in :data:`COLUMNS` order, in one C call.
 _IN_ORDER = operator.itemgetter(*COLUMNS)
+#: Where the JSON columns sit in :data:`COLUMNS`, and what an absent one is stored as.
+_JSON_AT: tuple[tuple[int, Any], ...] = tuple((COLUMNS.index(c), {} if c == "metadata" else []) for c in sorted(JSON_COLUMNS))
 
 
 def column_values(row: Row) -> list[Any]:
@@ -169,3 +176,13 @@ def loads(line: bytes) -> Row:
     if not isinstance(value, dict):
         raise ValueError("a spooled row must be a JSON object")
     return value
+
+
+def stored_values(row: Row) -> list[Any]:
+    """What both stores insert for ``row``: :func:`column_values`, with each JSON column as
+    JSON text (an absent one as its empty value).  Each store then adapts its own types."""
+    values = column_values(row)
+    for i, empty in _JSON_AT:
+        value = values[i]
+        values[i] = json_text(value if value is not None else empty)
+    return values

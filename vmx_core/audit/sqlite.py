@@ -38,11 +38,11 @@ from vmx_core.audit.rows import (
     JSON_COLUMNS,
     PAYLOAD_COLUMNS,
     Row,
-    column_values,
     iso,
-    json_text,
+    json_or_null,
     parse_iso,
     payload_rows,
+    stored_values,
 )
 from vmx_core.audit.sql import Dialect, audit_sql, usage_rows, usage_sql
 from vmx_core.errors import AuditStoreError
@@ -58,7 +58,7 @@ _MOST_ROWS = 64
 _BUSY_WAIT = 5.0
 #: Seconds between two checkpoints (copying the WAL into the database) while rows are written.
 _CHECKPOINT_EVERY = 1.0
-_ATTEMPTS, _METADATA, _STREAM = (COLUMNS.index(c) for c in ("attempts", "metadata", "stream"))
+_STREAM = COLUMNS.index("stream")
 _PAYLOAD_BODIES = PAYLOAD_COLUMNS[2:]
 
 
@@ -306,20 +306,13 @@ def _insert_sql(table: str, columns: tuple[str, ...], rows: int) -> str:
 
 
 def _db_values(row: Row) -> list[Any]:
-    values = column_values(row)
-    attempts, metadata = values[_ATTEMPTS], values[_METADATA]
-    values[_ATTEMPTS] = json_text(attempts if attempts is not None else [])
-    values[_METADATA] = json_text(metadata if metadata is not None else {})
+    values = stored_values(row)
     values[_STREAM] = int(bool(values[_STREAM]))
     return values
 
 
 def _payload_values(row: Row) -> list[Any]:
-    return [row["id"], row["timestamp"], *(_json_or_null(row.get(c)) for c in _PAYLOAD_BODIES)]
-
-
-def _json_or_null(value: Any) -> str | None:
-    return orjson.dumps(value).decode() if value is not None else None
+    return [row["id"], row["timestamp"], *(json_or_null(row.get(c)) for c in _PAYLOAD_BODIES)]
 
 
 def _from_db(raw: Sequence[Any]) -> Row:
