@@ -1,6 +1,7 @@
-"""What each governance feature costs per request, in process: the `make bench` vmx config, and
-the same with its limits, its routing rules or its audit sink removed, each a Gateway of its
-own in one process, measured in interleaved rounds (CPU time of the whole process, so the
+"""What each governance feature costs per request, in process: the vmx variants of
+``benchmarks/gateway/variants/governance.json`` (the `make bench` config, and the same with
+its limits, its routing rules or its audit sink removed; not those that differ only in server
+options such as the log level), each a Gateway of its own in one process, measured in interleaved rounds (CPU time of the whole process, so the
 SQLite writes on the event loop count) against the benchmark's fake upstream over HTTP.
 
 No HTTP server is involved: the difference between two lines is that feature's own cost,
@@ -13,6 +14,7 @@ Run: ``.venv/bin/python -m benchmarks.governance_cost [requests per round] [roun
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import statistics
 import subprocess
@@ -20,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import uvloop
 
@@ -29,13 +32,12 @@ from vmx_core import ClientRequest, Format, Gateway
 from vmx_core.config import config_from_dict
 from vmx_server import logging as vmx_logging
 
-VARIANTS = {
-    "vmx (make bench config)": "",
-    "without its limits": "env['connections']['up'].pop('capacity'); env['resources']['chat'].pop('capacity');"
-                          " env['api_keys']['bench'].pop('capacity')",
-    "without its routing rules": "env['resources']['chat'].pop('routing')",
-    "without the audit sink": "cfg['storage']['audit'] = 'none'",
-}
+SPEC = Path(__file__).parent / "gateway" / "variants" / "governance.json"
+
+
+def variants() -> list[dict[str, Any]]:
+    """The in-process variants of the spec: vmx ones started without extra server options."""
+    return [v for v in json.loads(SPEC.read_text()) if v.get("vmx") and v["argv"][-2:] == ["--port", "{port}"]]
 
 
 def log_like_the_server() -> None:
@@ -50,12 +52,12 @@ def log_like_the_server() -> None:
 async def measure(upstream: str, work: Path, n: int, rounds: int) -> dict[str, list[float]]:
     log_like_the_server()
     gateways = {}
-    for i, (name, edit) in enumerate(VARIANTS.items()):
-        cfg = configs.vmx_config(upstream, f"sqlite:///{work / f'audit-{i}.db'}", "memory://")
-        exec(edit, {"cfg": cfg, "env": cfg["workspaces"]["acme"]["environments"]["prod"]})
+    for i, v in enumerate(variants()):
+        cfg = configs.vmx_config(upstream, v.get("audit", f"sqlite:///{work / f'audit-{i}.db'}"), "memory://")
+        exec(v.get("edit", ""), {"cfg": cfg, "env": cfg["workspaces"]["acme"]["environments"]["prod"]})
         gw = Gateway.from_config(config_from_dict(cfg, environ={}))
         await gw.start()
-        gateways[name] = gw
+        gateways[v["label"]] = gw
     body = configs.body("chat", False, vmx=True)
     headers = {"content-type": "application/json"}
     per: dict[str, list[float]] = {name: [] for name in gateways}
@@ -89,7 +91,7 @@ def main() -> None:
     finally:
         up.kill()
         up.wait()
-    full = statistics.median(per["vmx (make bench config)"])
+    full = statistics.median(per["vmx"])
     print(f"µs of process CPU per request, median of {rounds} rounds x {n} requests")
     for name, values in per.items():
         m = statistics.median(values)
