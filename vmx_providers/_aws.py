@@ -1,4 +1,4 @@
-"""AWS request signing for the Bedrock providers: botocore's SigV4 over our own aiohttp session.
+"""AWS request signing for the Bedrock providers: botocore's SigV4 over the endpoint's pooled client.
 
 boto3 is synchronous, so it never runs on the request path: credentials are resolved once,
 through boto3's usual chain (environment, shared files, SSO, container and instance roles),
@@ -15,12 +15,11 @@ import datetime as dt
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import aiohttp
 from attrs import define, field
-from yarl import URL
 
 from vmx_core.errors import UpstreamConnectionError
-from vmx_providers._http import HttpClient, wrap_client_error
+from vmx_core.http import Response
+from vmx_providers._http import HttpClient
 from vmx_providers.openai import NotConfigured
 
 #: Refresh assumed-role credentials this many seconds before they expire.
@@ -103,18 +102,17 @@ class AwsSigner:
 
 async def post_signed(
     http: HttpClient, signer: AwsSigner, path: str, body: bytes, headers: Mapping[str, str], timeout: float, stream: bool
-) -> aiohttp.ClientResponse:
-    """POST a signed request; the response is open (the caller reads or streams it) and 2xx.
+) -> Response:
+    """POST a signed request and return its 2xx response: read whole, or (``stream``) open for
+    the caller to iterate and release.
 
     ``path`` is already URL-encoded (model ids hold ``:``): the URL is sent exactly as signed.
     """
-    url = http.base_url + path
-    signed = await signer.sign(url, body, headers)
-    client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout) if stream else aiohttp.ClientTimeout(total=timeout)
-    try:
-        resp = await http.session().post(URL(url, encoded=True), data=body, headers=signed, timeout=client_timeout)
-    except aiohttp.ClientError as exc:
-        raise wrap_client_error(exc) from None
+    signed = await signer.sign(http.base_url + path, body, headers)
+    # botocore signs the host header it derives from the URL: the client sends its own.
+    signed.pop("host", None)
+    signed.pop("Host", None)
+    resp = await http.client().request("POST", path, body, signed, timeout=timeout, stream=stream)
     if resp.status >= 300:
         try:
             raise await http.http_error(resp)

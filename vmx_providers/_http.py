@@ -1,5 +1,5 @@
-"""The shared HTTP layer of the HTTP providers: one pooled keep-alive aiohttp session per
-connection, JSON and SSE calls, and the wrapping of every aiohttp error into the vmx tree."""
+"""The shared HTTP layer of the HTTP providers: one pooled keep-alive client per connection
+(``vmx_core.http``), JSON and SSE calls, and upstream error bodies turned into the vmx tree."""
 
 from __future__ import annotations
 
@@ -8,24 +8,25 @@ import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
-import aiohttp
 import orjson
 from attrs import define, field
 
 from vmx_core.errors import (
     InvalidRequest,
-    ProviderError,
     UpstreamConnectionError,
     UpstreamHTTPError,
     UpstreamProtocolError,
-    UpstreamTimeoutError,
 )
+from vmx_core.http import Client, Response
 from vmx_core.providers import UpstreamReply
 from vmx_core.secrets import Secret, mask
 from vmx_core.wire.sse import SSEEvent, SSEParser
 
 #: Upstream error bodies are read only this far: enough for a message, not for a flood.
 MAX_ERROR_BODY = 64 * 1024
+
+_JSON = {"content-type": "application/json"}
+_SSE = {"content-type": "application/json", "accept": "text/event-stream"}
 
 
 @define
@@ -35,7 +36,7 @@ class HttpClient:
     #: Credential values scrubbed from any upstream text that reaches a client or a log.
     secrets: tuple[str, ...] = ()
     max_connections: int = 100
-    _session: aiohttp.ClientSession | None = field(default=None, init=False)
+    _client: Client | None = field(default=None, init=False)
 
     @classmethod
     def create(
@@ -52,21 +53,21 @@ class HttpClient:
             max_connections,
         )
 
-    def session(self) -> aiohttp.ClientSession:
-        # Created lazily: connect() runs at config load, possibly outside an event loop.
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self.max_connections, keepalive_timeout=60, ttl_dns_cache=300)
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                headers=self.headers,
-                json_serialize=lambda o: orjson.dumps(o).decode(),
-                auto_decompress=True,
-            )
-        return self._session
+    def client(self) -> Client:
+        # Created on first use, so that a bad base URL or header fails the calls that use it
+        # (a 502 naming it) rather than the whole config load.
+        client = self._client
+        if client is None:
+            try:
+                client = Client(self.base_url, self.headers, max_connections=self.max_connections)
+            except ValueError as exc:
+                raise UpstreamConnectionError(f"the connection's base URL cannot be used: {exc}") from None
+            self._client = client
+        return client
 
     async def aclose(self) -> None:
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
+        if self._client is not None:
+            await self._client.aclose()
 
     def scrub(self, text: str) -> str:
         for secret in self.secrets:
@@ -75,31 +76,19 @@ class HttpClient:
         return text
 
     async def post_json(self, path: str, body: Mapping[str, Any], timeout: float, headers: Mapping[str, str] | None = None) -> UpstreamReply:
-        try:
-            async with self.session().post(
-                self.base_url + path,
-                data=encode_body(body),
-                headers={"content-type": "application/json", **(headers or {})},
-                timeout=aiohttp.ClientTimeout(total=timeout),
-            ) as resp:
-                if resp.status >= 300:
-                    raise await self.http_error(resp)
-                raw = await resp.read()
-                return UpstreamReply(resp.status, raw, self._parse_json(raw, resp), dict(resp.headers))
-        except aiohttp.ClientError as exc:
-            raise wrap_client_error(exc) from None
+        resp = await self.client().request(
+            "POST", path, encode_body(body), {**_JSON, **headers} if headers else _JSON, timeout=timeout
+        )
+        if resp.status >= 300:
+            raise await self.http_error(resp)
+        return UpstreamReply(resp.status, resp.body, self._parse_json(resp), resp.headers)
 
     async def open_sse(self, path: str, body: Mapping[str, Any], timeout: float, headers: Mapping[str, str] | None = None) -> SSEStream:
-        # No total timeout on a stream: the gateway enforces the deadline and the idle timeout.
-        try:
-            resp = await self.session().post(
-                self.base_url + path,
-                data=encode_body(body),
-                headers={"content-type": "application/json", "accept": "text/event-stream", **(headers or {})},
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout),
-            )
-        except aiohttp.ClientError as exc:
-            raise wrap_client_error(exc) from None
+        # ``timeout`` covers the connection and the response head; the gateway enforces the
+        # stream's deadline and idle timeout from there.
+        resp = await self.client().request(
+            "POST", path, encode_body(body), {**_SSE, **headers} if headers else _SSE, timeout=timeout, stream=True
+        )
         if resp.status >= 300:
             try:
                 raise await self.http_error(resp)
@@ -109,21 +98,22 @@ class HttpClient:
         if "text/event-stream" not in ctype:
             resp.close()
             raise UpstreamProtocolError(f"the upstream answered a stream request with {ctype or 'no content type'}, not text/event-stream")
-        return SSEStream(resp, self)
+        return SSEStream(resp)
 
-    def _parse_json(self, raw: bytes, resp: aiohttp.ClientResponse) -> Any:
+    def _parse_json(self, resp: Response) -> Any:
+        raw = resp.body
         try:
             return orjson.loads(raw) if raw else None
         except orjson.JSONDecodeError:
             ctype = resp.headers.get("content-type", "unknown")
             raise UpstreamProtocolError(f"the upstream answered HTTP {resp.status} with a non-JSON body ({ctype})") from None
 
-    async def http_error(self, resp: aiohttp.ClientResponse) -> UpstreamHTTPError:
+    async def http_error(self, resp: Response) -> UpstreamHTTPError:
         try:
-            raw = await resp.content.read(MAX_ERROR_BODY)
-        except (TimeoutError, aiohttp.ClientError):
+            raw = await resp.read(MAX_ERROR_BODY)
+        except (UpstreamConnectionError, UpstreamProtocolError):
             raw = b""
-        message, etype, code, param = _error_fields(raw)
+        message, etype, code, param = _error_fields(raw[:MAX_ERROR_BODY])
         if etype is None and resp.headers.get("x-amzn-errortype"):
             # AWS services (Bedrock) name the error in a header, e.g.
             # ``ValidationException:http://internal.amazon.com/coral/...``: the name is enough.
@@ -189,23 +179,12 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def wrap_client_error(exc: aiohttp.ClientError) -> ProviderError:
-    if isinstance(exc, aiohttp.ServerTimeoutError):
-        return UpstreamTimeoutError(f"upstream timed out: {type(exc).__name__}")
-    if isinstance(exc, aiohttp.ClientResponseError):
-        return UpstreamConnectionError(f"upstream response error: HTTP {exc.status}")
-    # The exception text can include the URL but never headers, so no credentials.
-    return UpstreamConnectionError(f"upstream connection failed: {type(exc).__name__}: {exc}")
-
-
 class SSEStream:
     """An open upstream SSE response (implements ``vmx_core.providers.UpstreamStream``)."""
 
-    def __init__(self, resp: aiohttp.ClientResponse, client: HttpClient) -> None:
+    def __init__(self, resp: Response) -> None:
         self.resp = resp
-        self.headers: Mapping[str, str] = dict(resp.headers)
-        self._client = client
-        self._complete = False
+        self.headers: Mapping[str, str] = resp.headers
         #: Events already parsed from the last read and not yet handed out: the relay sends
         #: the frames of one read as one write.
         self.ready = 0
@@ -215,19 +194,14 @@ class SSEStream:
 
     async def _events(self) -> AsyncIterator[SSEEvent]:
         parser = SSEParser()
-        try:
-            async for chunk in self.resp.content.iter_any():
-                events = parser.feed(chunk)
-                for i, ev in enumerate(events):
-                    self.ready = len(events) - i - 1
-                    yield ev
-        except aiohttp.ClientError as exc:
-            raise wrap_client_error(exc) from None
+        async for chunk in self.resp:
+            events = parser.feed(chunk)
+            for i, ev in enumerate(events):
+                self.ready = len(events) - i - 1
+                yield ev
         self.ready = 0
-        self._complete = True
 
     async def aclose(self) -> None:
-        if self._complete:
-            self.resp.release()  # back to the keep-alive pool
-        else:
-            self.resp.close()  # abandon: closing the socket cancels the upstream generation
+        # Read to its end: back to the keep-alive pool; abandoned: closed, which stops the
+        # upstream's generation.
+        self.resp.release()

@@ -1,4 +1,4 @@
-"""``anthropic``: Anthropic's Messages API over aiohttp.
+"""``anthropic``: Anthropic's Messages API over ``vmx_core.http``.
 
 Bodies on ``/anthropic/messages`` pass through verbatim apart from the model id and the ``vmx``
 envelope, so ``cache_control``, ``thinking`` and its signatures, server tools, ``top_k`` and

@@ -14,7 +14,7 @@ or a body ``betas`` list) become the body's ``anthropic_beta``.  The streamed an
 binary event-stream frames whose ``chunk`` payloads hold Anthropic's own stream events, which
 are relayed as the SSE events an Anthropic client expects.
 
-Requests are signed with botocore's SigV4 and sent over aiohttp (``_aws.py``).
+Requests are signed with botocore's SigV4 and sent over ``vmx_core.http`` (``_aws.py``).
 """
 
 from __future__ import annotations
@@ -26,19 +26,19 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
-import aiohttp
 import orjson
 from attrs import frozen
 
 from vmx_core import hookimpl
 from vmx_core.errors import CountNotSupported, UpstreamHTTPError, UpstreamProtocolError
+from vmx_core.http import Response
 from vmx_core.providers import ConnectionSpec, UpstreamCall, UpstreamReply
 from vmx_core.wire import sse
 from vmx_core.wire.formats import Format
 from vmx_core.wire.sse import SSEEvent
 from vmx_providers._aws import AwsSigner, post_signed
 from vmx_providers._eventstream import EventStreamDecoder
-from vmx_providers._http import HttpClient, wrap_client_error
+from vmx_providers._http import HttpClient
 from vmx_providers.anthropic import split_betas
 
 ANTHROPIC_VERSION = "bedrock-2023-05-31"
@@ -90,14 +90,9 @@ class _RuntimeClient:
         """A signed JSON call, read whole: (status, raw body, parsed body, headers)."""
         headers = {"content-type": "application/json", "accept": "application/json"}
         resp = await post_signed(self.http, self.signer, path, body, headers, timeout, stream=False)
+        raw = resp.body
         try:
-            raw = await resp.read()
-        except aiohttp.ClientError as exc:
-            raise wrap_client_error(exc) from None
-        finally:
-            resp.release()
-        try:
-            return resp.status, raw, orjson.loads(raw), dict(resp.headers)
+            return resp.status, raw, orjson.loads(raw), resp.headers
         except orjson.JSONDecodeError:
             raise UpstreamProtocolError("Bedrock answered a body that is not JSON") from None
 
@@ -209,32 +204,25 @@ class BedrockConverseClient(_RuntimeClient):
 class EventStream:
     """A Bedrock event stream, each message turned into an ``SSEEvent`` by ``convert``."""
 
-    def __init__(self, resp: aiohttp.ClientResponse, convert: Callable[[str, str, bytes], SSEEvent]) -> None:
+    def __init__(self, resp: Response, convert: Callable[[str, str, bytes], SSEEvent]) -> None:
         self.resp = resp
         self.convert = convert
-        self.headers: Mapping[str, str] = dict(resp.headers)
-        self._complete = False
+        self.headers: Mapping[str, str] = resp.headers
 
     def __aiter__(self) -> AsyncIterator[SSEEvent]:
         return self._events()
 
     async def _events(self) -> AsyncIterator[SSEEvent]:
         decoder = EventStreamDecoder()
-        try:
-            async for chunk in self.resp.content.iter_any():
-                for message in decoder.feed(chunk):
-                    yield self.convert(message.message_type, message.event_type, message.payload)
-        except aiohttp.ClientError as exc:
-            raise wrap_client_error(exc) from None
+        async for chunk in self.resp:
+            for message in decoder.feed(chunk):
+                yield self.convert(message.message_type, message.event_type, message.payload)
         if decoder.pending:
             raise UpstreamProtocolError("the Bedrock event stream ended inside a message (truncated)")
-        self._complete = True
 
     async def aclose(self) -> None:
-        if self._complete:
-            self.resp.release()
-        else:
-            self.resp.close()
+        # Read to its end: back to the pool; abandoned or truncated: closed.
+        self.resp.release()
 
 
 def _converse_event(message_type: str, event_type: str, payload: bytes, model: str) -> SSEEvent:

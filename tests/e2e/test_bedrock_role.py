@@ -53,9 +53,10 @@ def sts_env(sts_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict
 
 def signed_by(request: dict[str, Any]) -> tuple[str, str | None]:
     """(access key id, session token) a request the fake Bedrock saw was signed with."""
-    m = _KEY_ID.search(request["headers"]["Authorization"])
+    headers = {k.lower(): v for k, v in request["headers"].items()}  # names are case-insensitive
+    m = _KEY_ID.search(headers["authorization"])
     assert m is not None
-    return m.group(1), request["headers"].get("X-Amz-Security-Token")
+    return m.group(1), headers.get("x-amz-security-token")
 
 
 async def test_requests_are_signed_with_the_assumed_role_which_is_assumed_once(
