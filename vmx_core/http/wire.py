@@ -190,27 +190,8 @@ class ResponseParser:
                 self._finish()
             elif state == self._HEAD:
                 data = self._feed_head(data)
-            elif state == self._CHUNK_DATA:
-                if len(data) <= self._left:
-                    self._left -= len(data)
-                    self.on_body(data)
-                    if not self._left:
-                        self._state = self._CHUNK_CRLF
-                    return
-                piece, data = data[: self._left], data[self._left :]
-                self._left = 0
-                self._state = self._CHUNK_CRLF
-                self.on_body(piece)
-            elif state == self._CHUNK_CRLF:
-                if len(data) < 2:
-                    self._buf = data
-                    return
-                if data[:2] != b"\r\n":
-                    raise HttpProtocolError("a chunk is longer than its declared size")
-                data = data[2:]
-                self._state = self._CHUNK_LINE
-            elif state == self._CHUNK_LINE:
-                data = self._feed_chunk_line(data)
+            elif state == self._CHUNK_DATA or state == self._CHUNK_CRLF or state == self._CHUNK_LINE:
+                data = self._feed_chunks(data)
             elif state == self._TRAILER:
                 data = self._feed_trailer(data)
             elif state == self._CLOSE:
@@ -259,21 +240,56 @@ class ResponseParser:
             self._finish()
         return rest
 
-    def _feed_chunk_line(self, data: bytes) -> bytes:
-        end = data.find(b"\r\n")
-        if end < 0:
-            if len(data) > MAX_CHUNK_LINE:
-                raise HttpProtocolError("a chunk-size line is too long")
-            self._buf = data
+    def _feed_chunks(self, data: bytes) -> bytes:
+        """Chunked-body bytes up to the last-chunk (or the end of ``data``): the pieces of one
+        read go to ``on_body`` as one -- an SSE stream sends an HTTP chunk per event, and the
+        relay wants the read, not the chunks."""
+        # Offsets rather than slices of the rest: a read of many small chunks stays linear.
+        pieces: list[bytes] = []
+        state, left, pos, end_of_data = self._state, self._left, 0, len(data)
+        try:
+            while pos < end_of_data:
+                if state == self._CHUNK_DATA:
+                    stop = pos + left
+                    if stop > end_of_data:
+                        pieces.append(data[pos:])
+                        left -= end_of_data - pos
+                        pos = end_of_data
+                        break
+                    pieces.append(data[pos:stop])
+                    pos, left, state = stop, 0, self._CHUNK_CRLF
+                elif state == self._CHUNK_CRLF:
+                    if end_of_data - pos < 2:
+                        break
+                    if data[pos : pos + 2] != b"\r\n":
+                        raise HttpProtocolError("a chunk is longer than its declared size")
+                    pos += 2
+                    state = self._CHUNK_LINE
+                else:  # the chunk-size line
+                    eol = data.find(b"\r\n", pos, pos + MAX_CHUNK_LINE + 2)
+                    if eol < 0:
+                        if end_of_data - pos > MAX_CHUNK_LINE:
+                            raise HttpProtocolError("a chunk-size line is too long")
+                        break
+                    semi = data.find(b";", pos, eol)
+                    size = data[pos : eol if semi < 0 else semi].strip(b" \t")
+                    if not _CHUNK_SIZE.fullmatch(size):
+                        raise HttpProtocolError(f"invalid chunk size {size[:20]!r}")
+                    left = int(size, 16)
+                    pos = eol + 2
+                    if not left:
+                        state = self._TRAILER
+                        break
+                    state = self._CHUNK_DATA
+        finally:
+            self._state, self._left = state, left
+        if pieces:
+            self.on_body(pieces[0] if len(pieces) == 1 else b"".join(pieces))
+        rest = data[pos:] if pos else data
+        if state != self._TRAILER and rest:
+            self._buf = rest  # an incomplete size line or CRLF: completed by the next read
             return b""
-        if end > MAX_CHUNK_LINE:
-            raise HttpProtocolError("a chunk-size line is too long")
-        size = data[:end].split(b";", 1)[0].strip(b" \t")
-        if not _CHUNK_SIZE.fullmatch(size):
-            raise HttpProtocolError(f"invalid chunk size {size[:20]!r}")
-        self._left = int(size, 16)
-        self._state = self._CHUNK_DATA if self._left else self._TRAILER
-        return data[end + 2 :]
+        return rest
 
     def _feed_trailer(self, data: bytes) -> bytes:
         # The trailer section ends with an empty line; none of its fields are used.
