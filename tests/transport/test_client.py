@@ -77,6 +77,8 @@ async def test_requests_reuse_one_keep_alive_connection(echo: Echo) -> None:
             assert resp.status == 200 and f'\\"n\\": {i}' in data
             assert '"authorization": "Bearer sk-1"' in data and f'"x-request": "{i}"' in data
             assert '"path": "/v1/echo?x=%3A"' in data
+        resp = await client.request("POST", "/echo", b"{}", {"User-Agent": "custom/1", "Authorization": "Bearer sk-2"})
+        assert '"user-agent": "custom/1"' in resp.body.decode() and '"authorization": "Bearer sk-2"' in resp.body.decode()
         assert len(echo.peers) == 1
         assert client.pool.total == 1
     finally:

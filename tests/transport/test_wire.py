@@ -244,3 +244,11 @@ def test_request_head_carries_host_length_and_headers() -> None:
     assert b"authorization: Bearer k\r\n" in raw and raw.endswith(b"\r\n\r\n")
     assert "x-meta: café".encode("latin-1") in raw
     assert "x-meta: 日本".encode() in encode_head("POST", "/", "h", {"x-meta": "日本"}, 0)
+
+
+@pytest.mark.parametrize("target", ["/v1/a b", "/v1/a\r\nx: 1", "/v1/\x00"])
+def test_a_target_that_would_split_the_request_line_is_refused(target: str) -> None:
+    """A path holding a space or a control character (a model id from a client, say) cannot
+    rewrite the request line."""
+    with pytest.raises(HttpProtocolError, match="request target"):
+        encode_head("POST", target, "h", {}, 0)

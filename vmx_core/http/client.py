@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from vmx_core.errors import UpstreamConnectionError, UpstreamProtocolError, UpstreamTimeoutError
 from vmx_core.http.connection import Connection, ConnectionClosed
 from vmx_core.http.pool import Pool
-from vmx_core.http.wire import Head, HttpProtocolError, encode_head
+from vmx_core.http.wire import Head, HttpProtocolError, header_block, request_line
 
 #: A whole (non-streamed) answer larger than this is refused rather than buffered.
 MAX_BODY = 64 * 1024 * 1024
@@ -136,8 +136,8 @@ class Client:
         self.host_header = shown if port == (443 if secure else 80) else f"{shown}:{port}"
         self.base_path = parts.path
         self.headers = {**DEFAULT_HEADERS, **{k.lower(): v for k, v in (headers or {}).items()}}
-        # Validated now: a bad configured header fails at config load, not per request.
-        encode_head("GET", "/", self.host_header, self.headers, 0)
+        # Validated and encoded once: per request only the caller's own headers are.
+        self._defaults = header_block(self.headers)
         self.pool = Pool(
             host, port, (tls or default_tls()) if secure else None,
             limit=max_connections, keepalive=keepalive, connect_timeout=connect_timeout,
@@ -158,9 +158,16 @@ class Client:
 
         Whole (``stream=False``): the response with its body, within ``timeout`` seconds.
         Streamed: the response once its head arrived (within ``timeout``), body unread."""
-        merged = {**self.headers, **{k.lower(): v for k, v in headers.items()}} if headers else self.headers
         try:
-            head = encode_head(method, self.base_path + path, self.host_header, merged, len(body))
+            head = request_line(method, self.base_path + path, self.host_header, len(body))
+            if not headers:
+                head += self._defaults + b"\r\n"
+            else:
+                extra = {k.lower(): v for k, v in headers.items()}
+                if extra.keys() & self.headers.keys():
+                    head += header_block({**self.headers, **extra}) + b"\r\n"  # the caller's win
+                else:
+                    head += self._defaults + header_block(extra) + b"\r\n"
         except HttpProtocolError as exc:
             raise UpstreamProtocolError(str(exc)) from None
         pool = self.pool
@@ -169,7 +176,7 @@ class Client:
         for attempt in (0, 1):
             conn = await pool.acquire(fresh=attempt > 0)
             reused = conn.used > 0
-            timer = loop.call_at(deadline, conn.expire, HttpTimeout()) if deadline is not None else None
+            timer = loop.call_at(deadline, conn.expire, HttpTimeout) if deadline is not None else None
             try:
                 conn.send(method, head, body)
                 response_head = await conn.head()

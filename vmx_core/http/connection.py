@@ -217,10 +217,10 @@ class Connection(asyncio.Protocol):
             finally:
                 self._body_waiter = None
 
-    def expire(self, exc: BaseException) -> None:
-        """The exchange's deadline passed: fail it with ``exc`` and drop the connection."""
+    def expire(self, error: type[BaseException]) -> None:
+        """The exchange's deadline passed: fail it with ``error`` and drop the connection."""
         if self._active and not self._done:
-            self._fail(exc)
+            self._fail(error())
             self.abort()
 
     def abort(self) -> None:

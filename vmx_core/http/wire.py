@@ -33,24 +33,34 @@ class HttpProtocolError(Exception):
     written safely."""
 
 
-def encode_head(method: str, target: str, host: str, headers: Mapping[str, str], length: int) -> bytes:
-    """The request line and headers of a request with a ``length``-byte body.
+def request_line(method: str, target: str, host: str, length: int) -> bytes:
+    """The request line, ``host`` and ``content-length`` of a request with a ``length``-byte
+    body.  The target is sent as given (already URL-encoded), so it must be one token."""
+    if not target.isprintable() or " " in target:
+        raise HttpProtocolError(f"request target {target[:80]!r} cannot be sent: it holds a space or control character")
+    return f"{method} {target} HTTP/1.1\r\nhost: {host}\r\ncontent-length: {length}\r\n".encode("latin-1", "strict")
 
-    ``host`` and ``content-length`` are ours; the caller's headers are checked for the
-    characters that would split the request (a value from config or a client must never be
-    able to start a second request on a shared connection)."""
-    lines = [f"{method} {target} HTTP/1.1\r\nhost: {host}\r\ncontent-length: {length}\r\n"]
+
+def header_block(headers: Mapping[str, str]) -> bytes:
+    """Header lines, each checked for the characters that would split the request (a value
+    from config or a client must never be able to start a second request on a shared
+    connection)."""
+    lines = []
     for name, value in headers.items():
         if _UNSAFE_VALUE.search(value) or not _TOKEN.fullmatch(name.encode("latin-1", "replace")):
             raise HttpProtocolError(f"header {name!r} cannot be sent: its name or value holds a forbidden character")
         lines.append(f"{name}: {value}\r\n")
-    lines.append("\r\n")
     text = "".join(lines)
     try:
         return text.encode("latin-1")
     except UnicodeEncodeError:
         # Values outside Latin-1 (a UTF-8 metadata string): sent as their UTF-8 bytes.
         return text.encode("utf-8")
+
+
+def encode_head(method: str, target: str, host: str, headers: Mapping[str, str], length: int) -> bytes:
+    """A whole request head: line, headers and the blank line."""
+    return request_line(method, target, host, length) + header_block(headers) + b"\r\n"
 
 
 class Head:
