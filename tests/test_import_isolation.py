@@ -45,3 +45,14 @@ def test_core_uses_the_opentelemetry_api_only() -> None:
     code = "import sys, vmx_core.gateway, vmx_core.telemetry; print(sorted(m for m in sys.modules if m.startswith('opentelemetry.sdk')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_runtime_needs_no_aiohttp() -> None:
+    """The server, every built-in provider and OIDC run without aiohttp (a test and example
+    dependency only): upstream calls go through vmx_core.http."""
+    code = (
+        "import sys, vmx_server.app, vmx_server.cli, vmx_providers.openai, vmx_providers.anthropic, "
+        "vmx_providers.bedrock, vmx_core.security.oidc; print(sorted(m for m in sys.modules if m.split('.')[0] == 'aiohttp'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "[]"

@@ -8,6 +8,6 @@ store, whole or streamed bodies (content-length, chunked or until-close; gzip an
 decoded), back-pressure on streams, a deadline per request, and errors raised as the vmx tree.
 """
 
-from vmx_core.http.client import MAX_BODY, Client, Response, default_tls
+from vmx_core.http.client import MAX_BODY, Client, Response, default_tls, fetch
 
-__all__ = ["MAX_BODY", "Client", "Response", "default_tls"]
+__all__ = ["MAX_BODY", "Client", "Response", "default_tls", "fetch"]

@@ -208,3 +208,18 @@ class Client:
 
     async def aclose(self) -> None:
         self.pool.close()
+
+
+async def fetch(url: str, *, timeout: float, max_body: int = MAX_BODY) -> Response:
+    """One ``GET url`` on a connection of its own (occasional calls: a JWKS document, say)."""
+    parts = urlsplit(url)
+    base = f"{parts.scheme}://{parts.netloc}"
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    try:
+        client = Client(base, max_connections=1)
+    except ValueError as exc:
+        raise UpstreamConnectionError(str(exc)) from None
+    try:
+        return await client.request("GET", target, timeout=timeout, max_body=max_body)
+    finally:
+        await client.aclose()

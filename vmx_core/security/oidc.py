@@ -15,15 +15,24 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import aiohttp
 import jwt
+import orjson
 from attrs import define
 
 from vmx_core.config.models import OidcConfig, UserConfig
-from vmx_core.errors import AuthenticationFailed
+from vmx_core.errors import AuthenticationFailed, ProviderError
+from vmx_core.http import Response, fetch
 from vmx_core.security.principal import Principal
 
 _REFETCH_S = 10.0
+#: A discovery document or key set is a few KiB; more is not an identity provider's answer.
+_MAX_DOCUMENT = 1024 * 1024
+
+
+def _json(resp: Response) -> Any:
+    if resp.status != 200:
+        raise ValueError(f"HTTP {resp.status}")
+    return orjson.loads(resp.body)
 
 
 @define
@@ -34,18 +43,12 @@ class OidcVerifier:
     _lock: asyncio.Lock | None = None
 
     async def _fetch(self) -> None:
-        timeout = aiohttp.ClientTimeout(total=10)
         try:
-            async with aiohttp.ClientSession(timeout=timeout) as http:
-                uri = self.settings.jwks_uri
-                if uri is None:
-                    discovery = self.settings.issuer.rstrip("/") + "/.well-known/openid-configuration"
-                    async with http.get(discovery) as resp:
-                        resp.raise_for_status()
-                        uri = str((await resp.json(content_type=None))["jwks_uri"])
-                async with http.get(uri) as resp:
-                    resp.raise_for_status()
-                    jwks = await resp.json(content_type=None)
+            uri = self.settings.jwks_uri
+            if uri is None:
+                discovery = self.settings.issuer.rstrip("/") + "/.well-known/openid-configuration"
+                uri = str(_json(await fetch(discovery, timeout=10, max_body=_MAX_DOCUMENT))["jwks_uri"])
+            jwks = _json(await fetch(uri, timeout=10, max_body=_MAX_DOCUMENT))
             keys = {}
             for data in jwks.get("keys", []):
                 try:
@@ -53,7 +56,7 @@ class OidcVerifier:
                 except jwt.PyJWTError:  # a key type this build cannot use: skip it, not the set
                     continue
                 keys[str(data.get("kid", ""))] = key
-        except (aiohttp.ClientError, TimeoutError, KeyError, ValueError) as exc:
+        except (ProviderError, KeyError, ValueError, TypeError, AttributeError) as exc:
             raise AuthenticationFailed(f"cannot fetch the identity provider's keys ({type(exc).__name__})") from None
         self._keys, self._fetched_at = keys, time.monotonic()
 
