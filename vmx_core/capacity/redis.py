@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 from attrs import define, field
 
 from vmx_core.capacity.allocation import UNMET, PoolCheck, PoolReading
+from vmx_core.capacity.resp import RespClient, RespError
 from vmx_core.capacity.store import Adjustment, Admission, CapacityStoreError
 from vmx_core.capacity.window import Check, Counts
 
@@ -57,41 +58,33 @@ class RedisStore:
 
     @classmethod
     def from_uri(cls, uri: str) -> RedisStore:
-        """``redis://[:pw@]host:port/db[?socket_timeout=S]`` or ``redis+cluster://h1:p1,h2:p2``."""
+        """``redis://[:pw@]host:port/db[?socket_timeout=S]`` (``rediss://`` for TLS) or
+        ``redis+cluster://h1:p1,h2:p2``."""
+        parts = urlsplit(uri)
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        timeout = float(query.pop("socket_timeout", DEFAULT_TIMEOUT_S))
+        if parts.scheme != "redis+cluster":
+            return cls(RespClient(parts._replace(query="").geturl(), timeout=timeout), uri)
         try:
-            from redis.asyncio import Redis
             from redis.asyncio.cluster import ClusterNode, RedisCluster
             from redis.asyncio.retry import Retry
             from redis.backoff import NoBackoff
         except ImportError as exc:  # the optional extra is not installed
             raise CapacityStoreError(f"storage.capacity {uri.split(':')[0]}:// needs `pip install vmx[redis]`") from exc
-        parts = urlsplit(uri)
-        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        timeout = float(query.pop("socket_timeout", DEFAULT_TIMEOUT_S))
-        # No driver-level retries: a retry loop during an outage is latency on every request.
-        no_retry = Retry(NoBackoff(), 0)
-        if parts.scheme == "redis+cluster":
-            nodes = []
-            for hostport in parts.netloc.rsplit("@", 1)[-1].split(","):
-                host, _, port = hostport.rpartition(":")
-                nodes.append(ClusterNode(host or "127.0.0.1", int(port or 6379)))
-            client: Any = RedisCluster(
-                startup_nodes=nodes,
-                password=parts.password,
-                socket_timeout=timeout,
-                socket_connect_timeout=timeout,
-                retry=no_retry,
-                max_connections=MAX_IN_FLIGHT,
-            )
-        else:
-            client = Redis.from_url(
-                parts._replace(query="").geturl(),
-                socket_timeout=timeout,
-                socket_connect_timeout=timeout,
-                retry=no_retry,
-                max_connections=MAX_IN_FLIGHT,
-            )
-        return cls(client, uri, parts.scheme == "redis+cluster")
+        nodes = []
+        for hostport in parts.netloc.rsplit("@", 1)[-1].split(","):
+            host, _, port = hostport.rpartition(":")
+            nodes.append(ClusterNode(host or "127.0.0.1", int(port or 6379)))
+        client = RedisCluster(
+            startup_nodes=nodes,
+            password=parts.password,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            # No driver-level retries: a retry loop during an outage is latency on every request.
+            retry=Retry(NoBackoff(), 0),
+            max_connections=MAX_IN_FLIGHT,
+        )
+        return cls(client, uri, True)
 
     async def admit(self, checks: Sequence[Check], now: float, pool: PoolCheck | None = None) -> Admission:
         if not checks:
@@ -162,8 +155,6 @@ class RedisStore:
                 self._initialized = True
 
     async def _run(self, script: tuple[str, str], keys: list[str], args: list[Any]) -> Any:
-        from redis.exceptions import NoScriptError, RedisClusterException, RedisError
-
         text, sha = script
         try:
             if self.cluster and not self._initialized:
@@ -171,11 +162,32 @@ class RedisStore:
             async with self._slots:
                 try:
                     return await self.client.evalsha(sha, len(keys), *keys, *args)
-                except NoScriptError:
+                except Exception as exc:
+                    if not _noscript(exc):
+                        raise
                     # First use on this server (or after a restart): EVAL runs and caches it.
                     return await self.client.eval(text, len(keys), *keys, *args)
-        # RedisClusterException ("cannot be connected", every node down) is not a RedisError.
-        except (RedisError, RedisClusterException) as exc:
-            raise CapacityStoreError(f"capacity store {self.uri.split('@')[-1]!r}: {type(exc).__name__}: {exc}") from exc
-        except OSError as exc:
-            raise CapacityStoreError(f"capacity store {self.uri.split('@')[-1]!r}: {type(exc).__name__}") from exc
+        except Exception as exc:
+            if not _driver_error(exc):
+                raise
+            where = self.uri.split("@")[-1]
+            detail = f": {exc}" if not isinstance(exc, OSError) else ""
+            raise CapacityStoreError(f"capacity store {where!r}: {type(exc).__name__}{detail}") from exc
+
+
+def _noscript(exc: Exception) -> bool:
+    if isinstance(exc, RespError):
+        return exc.noscript
+    return type(exc).__name__ == "NoScriptError"  # redis-py's, for the cluster client
+
+
+def _driver_error(exc: Exception) -> bool:
+    """What either client raises for a store that fails: wrapped at this boundary."""
+    if isinstance(exc, (RespError, OSError)):
+        return True
+    try:
+        from redis.exceptions import RedisClusterException, RedisError
+    except ImportError:
+        return False
+    # RedisClusterException ("cannot be connected", every node down) is not a RedisError.
+    return isinstance(exc, (RedisError, RedisClusterException))
