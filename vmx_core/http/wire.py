@@ -24,6 +24,8 @@ MAX_TRAILER_BYTES = 16 * 1024
 _STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([1-9][0-9][0-9])(?: ([^\r\n]*))?")
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
+#: A whole chunk-size line in its usual form; anything else takes the careful path.
+_CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]{1,16})(?:;[^\r\n]{0,1000})?\r\n")
 #: What a header value must not hold: the request-splitting characters.
 _UNSAFE_VALUE = re.compile(r"[\r\n\x00]")
 
@@ -271,22 +273,27 @@ class ResponseParser:
                 elif state == self._CHUNK_CRLF:
                     if end_of_data - pos < 2:
                         break
-                    if data[pos : pos + 2] != b"\r\n":
+                    if not data.startswith(b"\r\n", pos):
                         raise HttpProtocolError("a chunk is longer than its declared size")
                     pos += 2
                     state = self._CHUNK_LINE
                 else:  # the chunk-size line
-                    eol = data.find(b"\r\n", pos, pos + MAX_CHUNK_LINE + 2)
-                    if eol < 0:
-                        if end_of_data - pos > MAX_CHUNK_LINE:
-                            raise HttpProtocolError("a chunk-size line is too long")
-                        break
-                    semi = data.find(b";", pos, eol)
-                    size = data[pos : eol if semi < 0 else semi].strip(b" \t")
-                    if not _CHUNK_SIZE.fullmatch(size):
-                        raise HttpProtocolError(f"invalid chunk size {size[:20]!r}")
-                    left = int(size, 16)
-                    pos = eol + 2
+                    line = _CHUNK_LINE.match(data, pos)
+                    if line is not None:  # the usual form, "1a2\r\n" (extensions allowed)
+                        left = int(line.group(1), 16)
+                        pos = line.end()
+                    else:
+                        eol = data.find(b"\r\n", pos, pos + MAX_CHUNK_LINE + 2)
+                        if eol < 0:
+                            if end_of_data - pos > MAX_CHUNK_LINE:
+                                raise HttpProtocolError("a chunk-size line is too long")
+                            break
+                        semi = data.find(b";", pos, eol)
+                        size = data[pos : eol if semi < 0 else semi].strip(b" \t")
+                        if not _CHUNK_SIZE.fullmatch(size):
+                            raise HttpProtocolError(f"invalid chunk size {size[:20]!r}")
+                        left = int(size, 16)
+                        pos = eol + 2
                     if not left:
                         state = self._TRAILER
                         break

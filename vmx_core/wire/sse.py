@@ -48,9 +48,13 @@ class SSEParser:
         if b"\r" not in buf:
             # LF-only, which is what every LLM API sends: a byte search beats the regex.
             while (end := buf.find(b"\n\n", start)) >= 0:
-                ev = _parse_block(buf[start : end + 2])
-                if ev is not None:
-                    events.append(ev)
+                if buf.startswith(b"data: ", start) and buf.find(b"\n", start, end) < 0:
+                    # The common frame, one ``data:`` line: no block parse, no second slice.
+                    events.append(SSEEvent(None, buf[start + 6 : end].decode("utf-8", "replace"), buf[start : end + 2]))
+                else:
+                    ev = _parse_block(buf[start : end + 2])
+                    if ev is not None:
+                        events.append(ev)
                 start = end + 2
         else:
             while (m := _BOUNDARY.search(buf, start)) is not None:
