@@ -53,21 +53,24 @@ async def relay(
                 out, batch = b"".join(batch), []
                 yield out
                 timings.downstream_ms += (time.perf_counter() - handed) * 1000
-            started = time.perf_counter()
-            try:
-                if getattr(upstream, "ready", 0) > 0:
-                    ev = await anext(events)  # already parsed: no wait to time out
-                else:
-                    wait = min(idle, ctx.remaining())
-                    try:
-                        async with asyncio.timeout(max(wait, 0.0)):
-                            ev = await anext(events)
-                    except TimeoutError:
-                        raise UpstreamStalledError(f"the stream stalled for {wait * 1000:.0f} ms") from None
-            except StopAsyncIteration:
-                break
-            finally:
-                timings.upstream_ms += (time.perf_counter() - started) * 1000
+            if getattr(upstream, "ready", 0) > 0:
+                # Already parsed from the last read: no wait to time out, nor to time.
+                try:
+                    ev = await anext(events)
+                except StopAsyncIteration:
+                    break
+            else:
+                started = time.perf_counter()
+                wait = min(idle, ctx.remaining())
+                try:
+                    async with asyncio.timeout(max(wait, 0.0)):
+                        ev = await anext(events)
+                except TimeoutError:
+                    raise UpstreamStalledError(f"the stream stalled for {wait * 1000:.0f} ms") from None
+                except StopAsyncIteration:
+                    break
+                finally:
+                    timings.upstream_ms += (time.perf_counter() - started) * 1000
             if watcher.observe(ev):
                 batch.append(ev.raw)
         if batch:
