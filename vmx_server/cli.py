@@ -337,6 +337,9 @@ def _serve(args: argparse.Namespace) -> int:
     port = args.port if args.port is not None else server.port
     hc.bind = [f"{args.host or server.host}:{port}"]
     hc.accesslog = None  # the gateway writes its own canonical line per request
+    # No "server: hypercorn-h11" banner: it tells a scanner what to try, and it is one more
+    # header hypercorn validates and writes on every answer.
+    hc.include_server_header = False
     hc.errorlog = "-"
     hc.keep_alive_timeout = 75
     hc.graceful_timeout = 30

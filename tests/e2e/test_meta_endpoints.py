@@ -20,6 +20,12 @@ async def test_health_and_readiness(vmx: VmxProcess) -> None:
     assert await get(vmx.url + "/readyz") == (200, {"status": "ready"})
 
 
+async def test_answers_carry_no_server_software_banner(vmx: VmxProcess) -> None:
+    """No ``server`` header names the software and version behind the gateway."""
+    async with aiohttp.ClientSession() as http, http.get(vmx.url + "/healthz") as resp:
+        assert resp.status == 200 and "server" not in resp.headers and "date" in resp.headers
+
+
 async def test_plugins_lists_providers_and_hooks_but_no_secrets(vmx: VmxProcess) -> None:
     """/-/plugins names every loaded plugin with its hooks, and never a credential."""
     status, body = await get(vmx.url + "/-/plugins")
