@@ -42,6 +42,12 @@ class Window:
     seconds: float
     width: float
     buckets: int
+    #: :meth:`ttl_ms`, worked out once: stores ask for it with every charge.
+    _ttl_ms: int = field(init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        ttl = 0 if self.width == 0 else math.ceil((self.seconds + 2 * self.width) * 1000)
+        object.__setattr__(self, "_ttl_ms", ttl)
 
     @classmethod
     def of(cls, period: str) -> Window:
@@ -63,7 +69,7 @@ class Window:
 
     def ttl_ms(self) -> int:
         """How long a store keeps an idle counter (0: forever)."""
-        return 0 if self.width == 0 else math.ceil((self.seconds + 2 * self.width) * 1000)
+        return self._ttl_ms
 
 
 @frozen
