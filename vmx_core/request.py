@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
-from attrs import field, frozen
+from attrs import define, field, frozen
 
 from vmx_core.errors import InvalidRequest, RequestTooLarge
 from vmx_core.wire.formats import Format
@@ -38,7 +38,10 @@ class ClientRequest:
     received_at: float = field(factory=time.perf_counter)
 
 
-@frozen
+# ``@define`` rather than ``@frozen``: one is made per request, and a frozen class's ``__init__`` sets each
+# field through ``object.__setattr__``, several times the cost of a plain slot store (issue 9).
+# Never mutated.
+@define
 class Envelope:
     correlation_id: str | None = None
     metadata: Mapping[str, str] = field(factory=dict)

@@ -63,7 +63,10 @@ class PoolRefused(PrioritizationDenied, CapacityRefused):
         self.wait = wait
 
 
-@frozen
+# ``@define`` rather than ``@frozen``: one is made per leg, and a frozen class's ``__init__`` sets each
+# field through ``object.__setattr__``, several times the cost of a plain slot store (issue 9).
+# Never mutated.
+@define
 class Subject:
     """Who asks: everything the gate needs from a request, and nothing else."""
 
@@ -76,7 +79,10 @@ class Subject:
     metadata: Mapping[str, str]
 
 
-@frozen
+# ``@define`` rather than ``@frozen``: one is made per leg, and a frozen class's ``__init__`` sets each
+# field through ``object.__setattr__``, several times the cost of a plain slot store (issue 9).
+# Never mutated.
+@define
 class Ticket:
     """What one admitted leg charged, so that it can be reconciled or refunded."""
 

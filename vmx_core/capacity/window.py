@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-from attrs import field, frozen
+from attrs import define, field, frozen
 
 #: Buckets per window: the forgetting delay is at most 1/60 of the period (1 s for a minute).
 BUCKETS = 60
@@ -130,7 +130,10 @@ def retry_after_header(seconds: float) -> str:
     return str(max(1, math.ceil(seconds)))
 
 
-@frozen
+# ``@define`` rather than ``@frozen``: one is made per admission, and a frozen class's ``__init__`` sets each
+# field through ``object.__setattr__``, several times the cost of a plain slot store (issue 9).
+# Never mutated.
+@define
 class Remaining:
     """The ``x-ratelimit-*`` numbers: the tightest requests limit and the tightest tokens limit."""
 
