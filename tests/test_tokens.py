@@ -163,6 +163,30 @@ def test_piece_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "y" * (tokens._CACHED_PIECE_CHARS + 1) not in counts
 
 
+def test_text_cache_is_exact_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whole texts counted before answer from the cache, with the count they had; the cache is
+    emptied when it holds too many texts or too many characters."""
+    tokens.forget()
+    texts = tokens._counter().texts
+    prompt = "You are a helpful assistant. Summarise the following paragraph: " * 3
+    first = tokens.count_text(prompt)
+    assert texts[prompt] == first == _oracle_count(prompt)
+    assert tokens.count_text(prompt) == first  # served from the cache
+    unicode_text = "Grüße, 世界! " * 4
+    assert tokens.count_text(unicode_text) == _oracle_count(unicode_text) == texts[unicode_text]
+
+    monkeypatch.setattr(tokens, "_CACHED_TEXTS", 8)
+    for i in range(20):
+        assert tokens.count_text(f"text number {i}") == _oracle_count(f"text number {i}")
+        assert len(texts) <= 8
+    monkeypatch.setattr(tokens, "_CACHED_TEXT_CHARS", 100)
+    for i in range(20):
+        tokens.count_text(f"{i} " * 20)
+        assert texts.chars <= 100 and texts.chars == sum(map(len, texts))
+    tokens.forget()
+    assert not texts and texts.chars == 0
+
+
 def test_concurrent_first_counts_load_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """Threads that count at the same time in a fresh process share one table load."""
     calls: list[int] = []

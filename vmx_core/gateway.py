@@ -21,7 +21,6 @@ from types import TracebackType
 from typing import Any
 
 import orjson
-import structlog
 from attrs import define, field
 
 from vmx_core.audit.record import AuditSink
@@ -37,6 +36,7 @@ from vmx_core.pipeline.stream import CLIENT_CLOSED
 from vmx_core.plugins import Plugins, collect
 from vmx_core.reply import Completion, Reply, StreamingCompletion
 from vmx_core.request import ClientRequest
+from vmx_core.request_log import log_request
 from vmx_core.routing.breaker import CircuitBreaker
 from vmx_core.routing.health import ConnectionHealth
 from vmx_core.routing.shared import SharedOutcomes
@@ -44,8 +44,6 @@ from vmx_core.runtime import Runtime
 from vmx_core.security.credentials import Credentials
 from vmx_core.telemetry import Telemetry, default_telemetry
 from vmx_core.wire.formats import Format
-
-log = structlog.get_logger("vmx.request")
 
 Handler = Callable[[ClientRequest], Awaitable[Reply]]
 
@@ -290,7 +288,7 @@ class Gateway:
                 sink.enqueue(record)
             ctx.timings.mark("audit_enqueue", started)
         self.telemetry.finish(ctx)
-        log.info("request", **ctx.log_fields())
+        log_request(ctx.log_fields)
 
     # -- convenience API for embedding ---------------------------------------------------------
 

@@ -12,15 +12,16 @@ from __future__ import annotations
 import os
 import time
 
-_VERSION = 0x7 << 76
-_VARIANT = 0b10 << 62
-_RAND_B = (1 << 62) - 1
+#: The variant nibble (0b10 and two random bits) for a random hex digit: its low two bits.
+_VARIANT_NIBBLE = {f"{i:x}": "89ab"[i & 3] for i in range(16)}
 
 
 def request_id(now_ms: int | None = None) -> str:
     """A new id for a request made at ``now_ms`` (Unix milliseconds; default: now)."""
     ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = (ms & 0xFFFF_FFFF_FFFF) << 80 | _VERSION | (rand >> 68) << 64 | _VARIANT | rand & _RAND_B
-    h = f"{value:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    # Built as text from 20 random hex digits rather than as a 128-bit integer formatted back:
+    # the same layout at a third of the cost (it is made for every request, issue 9).
+    r = os.urandom(10).hex()
+    t = f"{ms & 0xFFFF_FFFF_FFFF:012x}"
+    # unix_ts_ms (48 bits) - version 7 + rand_a (12 bits) - variant 0b10 + rand_b (62 bits)
+    return f"{t[:8]}-{t[8:]}-7{r[:3]}-{_VARIANT_NIBBLE[r[3]]}{r[4:7]}-{r[7:19]}"

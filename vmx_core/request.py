@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
-from attrs import field, frozen
+from attrs import define, field, frozen
 
 from vmx_core.errors import InvalidRequest, RequestTooLarge
 from vmx_core.wire.formats import Format
@@ -38,7 +38,10 @@ class ClientRequest:
     received_at: float = field(factory=time.perf_counter)
 
 
-@frozen
+# ``@define`` rather than ``@frozen``: one is made per request, and a frozen class's ``__init__`` sets each
+# field through ``object.__setattr__``, several times the cost of a plain slot store (issue 9).
+# Never mutated.
+@define
 class Envelope:
     correlation_id: str | None = None
     metadata: Mapping[str, str] = field(factory=dict)
@@ -89,8 +92,8 @@ def parse_envelope(raw: Any, headers: Mapping[str, str]) -> Envelope:
         raw = {}
     if not isinstance(raw, dict):
         raise InvalidRequest("vmx: must be an object", param="vmx")
-    unknown = sorted(set(raw) - _ENVELOPE_FIELDS)
-    if unknown:
+    if not _ENVELOPE_FIELDS.issuperset(raw):
+        unknown = sorted(set(raw) - _ENVELOPE_FIELDS)
         raise InvalidRequest(f"vmx.{unknown[0]}: unknown field", param=f"vmx.{unknown[0]}")
 
     correlation = raw.get("correlationId")
@@ -99,7 +102,8 @@ def parse_envelope(raw: Any, headers: Mapping[str, str]) -> Envelope:
     if correlation is not None and not isinstance(correlation, str):
         raise InvalidRequest("vmx.correlationId: must be a string", param="vmx.correlationId")
     if correlation is not None:
-        correlation = _UNSAFE.sub("", correlation)[:256]
+        # A printable string holds no CR, LF or NUL: the usual case skips the substitution.
+        correlation = (correlation if correlation.isprintable() else _UNSAFE.sub("", correlation))[:256]
 
     metadata: dict[str, str] = {}
     for name, value in headers.items():

@@ -87,6 +87,13 @@ _DATA_FILE = ("data", "o200k_base.tiktoken.gz")
 #: With at most ``_CACHE_ENTRIES`` such keys the cache stays under ~2 MiB.
 _CACHED_PIECE_CHARS = 32
 _CACHE_ENTRIES = 8192
+#: Whole texts have their count remembered too, up to this many characters and texts in all:
+#: clients resend the same system prompt with every request, and every earlier turn of a
+#: conversation with each new one.  A text seen before then costs one hash of it instead of
+#: the split (about 200 instructions per character even on the ASCII pattern, the largest
+#: part of a routing rule on ``tokens.input``, issue 9) and a lookup per piece.
+_CACHED_TEXT_CHARS = 1 << 20
+_CACHED_TEXTS = 4096
 
 _ABSORBED = -2  # see merged_count
 
@@ -98,12 +105,25 @@ def count_text(text: str) -> int:
     if not text:
         return 0
     counter = _counter()
+    n = counter.texts.get(text)
+    if n is not None:
+        return n
     if text.isascii():  # O(1): CPython keeps the flag on every str
         pieces = _ASCII_SPLIT.findall(text)
     else:
         pieces = counter.split.findall(_well_formed(text))
     # A C-level loop: only pieces never seen before run Python code (PieceCounts.__missing__).
-    return sum(map(counter.counts.__getitem__, pieces))
+    n = sum(map(counter.counts.__getitem__, pieces))
+    counter.texts.remember(text, n)
+    return n
+
+
+def forget() -> None:
+    """Empty the counts remembered (of pieces and of whole texts): what a count of text never
+    seen costs (benchmarks, tests)."""
+    counter = _counter()
+    counter.counts.clear()
+    counter.texts.clear()
 
 
 def estimate_request(body: Mapping[str, Any]) -> int:
@@ -188,6 +208,25 @@ class PieceCounts(dict[str, int]):
         return n
 
 
+class TextCounts(dict[str, int]):
+    """Token count of whole texts counted before, up to ``_CACHED_TEXTS`` texts and
+    ``_CACHED_TEXT_CHARS`` characters; emptied when full, like :class:`PieceCounts`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.chars = 0
+
+    def remember(self, text: str, n: int) -> None:
+        if len(self) >= _CACHED_TEXTS or self.chars + len(text) > _CACHED_TEXT_CHARS:
+            self.clear()
+        self[text] = n
+        self.chars += len(text)
+
+    def clear(self) -> None:
+        super().clear()
+        self.chars = 0
+
+
 def merged_count(data: bytes, ranks: Mapping[bytes, int]) -> int:
     """How many tokens byte-pair merging leaves of ``data``: starting from single bytes,
     repeatedly merge the adjacent pair whose concatenation has the lowest rank (the leftmost
@@ -237,6 +276,7 @@ def merged_count(data: bytes, ranks: Mapping[bytes, int]) -> int:
 class _Counter:
     counts: PieceCounts
     split: regex.Pattern[str]  # for text that is not ASCII
+    texts: TextCounts
 
 
 _loaded: _Counter | None = None
@@ -255,7 +295,7 @@ def _counter() -> _Counter:
             if _loaded is None:
                 import regex
 
-                _loaded = _Counter(PieceCounts(read_ranks(data_file())), regex.compile(_O200K_SPLIT))
+                _loaded = _Counter(PieceCounts(read_ranks(data_file())), regex.compile(_O200K_SPLIT), TextCounts())
             counter = _loaded
     return counter
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from tests.audit.test_prices import record
 from vmx_core.audit.record import Attempt
-from vmx_core.audit.rows import COLUMNS, column_values, iso, to_row
+from vmx_core.audit.rows import COLUMNS, column_values, iso, may_hold_nul, to_row
 
 #: Text that often holds NUL, and sometimes the six characters \u0000 that JSON escapes it to.
 TEXT = st.lists(st.sampled_from(["a", "\x00", "\\", "u0000", "\ufffd", "é"]), max_size=8).map("".join)
@@ -62,3 +62,15 @@ def test_column_values_drop_nul_and_fill_missing_columns() -> None:
     assert values[COLUMNS.index("metadata")] == {"k": ["v"]}
     assert values[COLUMNS.index("source_ip")] is None
     assert values[COLUMNS.index("workspace")] == "w"
+
+
+def test_a_key_that_is_not_a_string_takes_the_slow_way_to_the_same_row() -> None:
+    """may_hold_nul's one-pass encoding refuses keys that are not strings; the scan that takes
+    over then keeps such keys as they are and still replaces (or drops) every NUL."""
+    assert may_hold_nul({1: "a"}) is True and may_hold_nul({"k": "a"}) is False
+    row = to_row(record(metadata={7: "v\x00", "k": "w"}))
+    assert row["metadata"] == {7: "v\ufffd", "k": "w"}
+    row["error_message"] = "a\x00b"
+    values = column_values(row)
+    assert values[COLUMNS.index("metadata")] == {7: "v\ufffd", "k": "w"}
+    assert values[COLUMNS.index("error_message")] == "ab"

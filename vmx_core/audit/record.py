@@ -12,7 +12,9 @@ from attrs import field, frozen
 from vmx_core.audit.payload import Payload
 
 
-@frozen
+# ``slots=False``: one is made per leg, and a frozen slotted class's ``__init__`` sets each field through
+# ``object.__setattr__``; with an instance dict it stores them straight into it, at half the cost.
+@frozen(slots=False)
 class Attempt:
     """One leg of a request: what was tried and how it ended."""
 
@@ -37,7 +39,9 @@ class Attempt:
         }
 
 
-@frozen
+# ``slots=False``: one is made per request, and a frozen slotted class's ``__init__`` sets each field through
+# ``object.__setattr__``; with an instance dict it stores them straight into it, at half the cost.
+@frozen(slots=False)
 class AuditRecord:
     id: uuid.UUID
     timestamp: dt.datetime

@@ -63,7 +63,10 @@ class PoolRefused(PrioritizationDenied, CapacityRefused):
         self.wait = wait
 
 
-@frozen
+# ``@define`` rather than ``@frozen``: one is made per leg, and a frozen class's ``__init__`` sets each
+# field through ``object.__setattr__``, several times the cost of a plain slot store (issue 9).
+# Never mutated.
+@define
 class Subject:
     """Who asks: everything the gate needs from a request, and nothing else."""
 
@@ -76,7 +79,10 @@ class Subject:
     metadata: Mapping[str, str]
 
 
-@frozen
+# ``@define`` rather than ``@frozen``: one is made per leg, and a frozen class's ``__init__`` sets each
+# field through ``object.__setattr__``, several times the cost of a plain slot store (issue 9).
+# Never mutated.
+@define
 class Ticket:
     """What one admitted leg charged, so that it can be reconciled or refunded."""
 
@@ -120,6 +126,36 @@ def index_limits(config: VmxConfig) -> dict[tuple[str, str], TenantLimits]:
     return out
 
 
+class _Plan:
+    """What the gate needs of one (tenant, connection, resource, API key), worked out once: the
+    limits that apply and what about them is the same for every request.  A plain class: it is
+    built once per such combination, and read on every admission."""
+
+    __slots__ = ("keys", "limits", "needs_tokens", "pooled")
+
+    def __init__(self, limits: tuple[Limit, ...], pooled: bool) -> None:
+        self.limits = limits
+        self.needs_tokens = any(lim.config.tokens is not None for lim in limits)
+        #: Each limit's counter key when it has no dimension (then the key is its prefix for
+        #: every request), else None (it depends on the request).
+        self.keys = tuple(lim.prefix if lim.config.dimension is None else None for lim in limits)
+        self.pooled = pooled
+
+    def checks(self, s: Subject, tokens: int) -> tuple[Check, ...]:
+        """``Limit.check`` of every limit, without working out the fixed keys again."""
+        return tuple(
+            Check(key, lim.window, lim.config.requests, lim.config.tokens, 1, tokens) if key is not None
+            else lim.check(s.source_ip, s.metadata, tokens)
+            for lim, key in zip(self.limits, self.keys, strict=True)
+        )
+
+
+_NO_PLAN = _Plan((), False)
+#: Plans kept at most (one per tenant, connection, resource and key the config combines; the
+#: bound only matters for a config that names millions of them).
+_MOST_PLANS = 65_536
+
+
 @define
 class Gate:
     store: CapacityStore
@@ -132,22 +168,34 @@ class Gate:
     store_errors: int = 0
     #: Legs refused by the pool gate (also the OTel counter vmx.capacity.pool_denials).
     pool_denials: int = 0
+    #: (workspace, environment, connection, resource, API key) -> its plan; ``tenants`` is
+    #: fixed for a gate's life (a reload builds a new gate).
+    _plans: dict[tuple[str, str, str, str, str | None], _Plan] = field(factory=dict)
 
     @classmethod
     def build(cls, config: VmxConfig, store: CapacityStore, clock: Callable[[], float] = time.time) -> Gate:
         return cls(store, config.capacity, index_limits(config), clock)
 
     def limits(self, s: Subject) -> tuple[Limit, ...]:
-        t = self.tenants.get((s.workspace, s.environment))
-        if t is None:
-            return ()
-        found = t.connections.get(s.connection, ()) + t.resources.get(s.resource, ())
-        if s.api_key is not None:
-            found += t.api_keys.get(s.api_key, ())
-        return found
+        return self._plan(s).limits
 
     def needs_tokens(self, s: Subject) -> bool:
-        return any(lim.config.tokens is not None for lim in self.limits(s))
+        return self._plan(s).needs_tokens
+
+    def _plan(self, s: Subject) -> _Plan:
+        ident = (s.workspace, s.environment, s.connection, s.resource, s.api_key)
+        plan = self._plans.get(ident)
+        if plan is None:
+            t = self.tenants.get((s.workspace, s.environment))
+            if t is None:
+                return _NO_PLAN
+            found = t.connections.get(s.connection, ()) + t.resources.get(s.resource, ())
+            if s.api_key is not None:
+                found += t.api_keys.get(s.api_key, ())
+            if len(self._plans) >= _MOST_PLANS:
+                self._plans.clear()
+            plan = self._plans[ident] = _Plan(found, t.pools is not None)
+        return plan
 
     def pool_check(self, s: Subject, record_unmet: bool = True) -> PoolCheck | None:
         """The pool step of a leg, when its environment has pools and its connection a budget."""
@@ -160,19 +208,30 @@ class Gate:
         """Charge every applicable limit (and the leg's pool) or none; raise
         :class:`CapacityRefused` if a limit is full, :class:`PoolRefused` if the pool gate
         still refuses after waiting up to ``min(pool's max_wait_ms, patience)`` seconds."""
-        limits = self.limits(s)
+        plan = self._plan(s)
+        limits = plan.limits
         if not limits:
             return FREE
-        checks = tuple(lim.check(s.source_ip, s.metadata, tokens) for lim in limits)
-        pool = self.pool_check(s)
+        checks = plan.checks(s, tokens)
+        pool = self.pool_check(s) if plan.pooled else None
+        if pool is None:
+            # The usual case, without a pool gate: one store call, nothing to wait for.  The
+            # call keeps the two-argument form plugin stores written before pools implement.
+            now = self.clock()
+            try:
+                admission = await self.store.admit(checks, now)
+            except CapacityStoreError as exc:
+                return self._store_failed(exc, "admit")
+            if not admission.admitted:
+                raise self._refusal(limits, checks, admission.counts, now)
+            remaining = Remaining.tightest(checks, admission.counts, charged=True)
+            return Ticket(limits, checks, tuple([c.window.bucket(now) for c in checks]), now, tokens, remaining)
         waited_until = self.clock() + (min(self._max_wait(s), patience) if pool is not None else 0.0)
         recorded = self.clock()
         claims: list[float] = []  # when this request recorded unmet demand
         while True:
             now = self.clock()
             try:
-                # Without a pool step the call keeps the two-argument form plugin stores written
-                # before pools implement.
                 admission = await (self.store.admit(checks, now, pool) if pool is not None else self.store.admit(checks, now))
             except CapacityStoreError as exc:
                 return self._store_failed(exc, "admit")
@@ -209,13 +268,13 @@ class Gate:
             return
         delta = self.charged_tokens(usage) - ticket.reserved
         if delta:
-            await self._adjust(ticket, lambda lim: (0, delta))
+            await self._adjust(ticket, delta, refund=False)
 
     async def refund(self, ticket: Ticket) -> None:
         """A failed leg: give its tokens back, and the request count of every level but the
         connection's (the upstream call did happen; the next leg charges the rest again)."""
         if ticket.checks:
-            await self._adjust(ticket, lambda lim: (0 if lim.level == "connection" else -1, -ticket.reserved))
+            await self._adjust(ticket, -ticket.reserved, refund=True)
 
     def charged_tokens(self, usage: Usage) -> int:
         prompt = usage.prompt_tokens
@@ -236,22 +295,22 @@ class Gate:
             self._count_error(exc, "usage")
             return [], ()
 
-    async def _adjust(self, ticket: Ticket, delta: Callable[[Limit], tuple[int, int]]) -> None:
+    async def _adjust(self, ticket: Ticket, tokens: int, *, refund: bool) -> None:
+        """Move ``tokens`` on every limit that counts tokens; a ``refund`` also takes back the
+        request at every level but the connection's."""
         now = self.clock()
         adjustments = []
         for lim, check, bucket in zip(ticket.limits, ticket.checks, ticket.buckets, strict=True):
-            dr, dt = delta(lim)
-            if check.max_tokens is None:
-                dt = 0
+            dr = -1 if refund and lim.level != "connection" else 0
+            dt = tokens if check.max_tokens is not None else 0
             if dr or dt:
                 w = check.window
                 adjustments.append(Adjustment(check.key, bucket, w.oldest(now), dr, dt, w.ttl_ms()))
-        if ticket.share is not None:
+        if ticket.share is not None and tokens:
             # The pool's counter moves with the connection's budget: same tokens, same bucket.
             key, budget = ticket.share
-            w, (_, dt) = ticket.checks[budget].window, delta(ticket.limits[budget])
-            if dt:
-                adjustments.append(Adjustment(key, ticket.buckets[budget], w.oldest(now), 0, dt, w.ttl_ms()))
+            w = ticket.checks[budget].window
+            adjustments.append(Adjustment(key, ticket.buckets[budget], w.oldest(now), 0, tokens, w.ttl_ms()))
         try:
             await self.store.adjust(adjustments)
         except CapacityStoreError as exc:

@@ -47,9 +47,14 @@ class _Series:
             cell = self.buckets[bucket] = [0, 0]
             if len(self.buckets) == 1 or bucket < self.lowest:
                 self.lowest = bucket
-        r, t = max(0, cell[0] + requests), max(0, cell[1] + tokens)
-        self.requests += r - cell[0]
-        self.tokens += t - cell[1]
+        was_r, was_t = cell
+        r, t = was_r + requests, was_t + tokens
+        if r < 0:
+            r = 0
+        if t < 0:
+            t = 0
+        self.requests += r - was_r
+        self.tokens += t - was_t
         cell[0], cell[1] = r, t
 
 
@@ -65,9 +70,10 @@ class MemoryStore:
         with self._lock:
             self._maybe_sweep(now)
             counts = [self._read(c, now) for c in checks]
-            limits_ok = all(
-                fits(c, n, tokens=pool is None or i != pool.budget) for i, (c, n) in enumerate(zip(checks, counts, strict=True))
-            )
+            if pool is None:
+                limits_ok = all(map(fits, checks, counts))  # without a generator's frames
+            else:
+                limits_ok = all(fits(c, n, tokens=i != pool.budget) for i, (c, n) in enumerate(zip(checks, counts, strict=True)))
             reading, admitted = None, limits_ok
             if pool is not None:
                 reading, decision = self._pool_step(checks, counts, pool, now)

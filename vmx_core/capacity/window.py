@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-from attrs import field, frozen
+from attrs import define, field, frozen
 
 #: Buckets per window: the forgetting delay is at most 1/60 of the period (1 s for a minute).
 BUCKETS = 60
@@ -42,6 +42,12 @@ class Window:
     seconds: float
     width: float
     buckets: int
+    #: :meth:`ttl_ms`, worked out once: stores ask for it with every charge.
+    _ttl_ms: int = field(init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        ttl = 0 if self.width == 0 else math.ceil((self.seconds + 2 * self.width) * 1000)
+        object.__setattr__(self, "_ttl_ms", ttl)
 
     @classmethod
     def of(cls, period: str) -> Window:
@@ -63,7 +69,7 @@ class Window:
 
     def ttl_ms(self) -> int:
         """How long a store keeps an idle counter (0: forever)."""
-        return 0 if self.width == 0 else math.ceil((self.seconds + 2 * self.width) * 1000)
+        return self._ttl_ms
 
 
 @frozen
@@ -124,7 +130,10 @@ def retry_after_header(seconds: float) -> str:
     return str(max(1, math.ceil(seconds)))
 
 
-@frozen
+# ``@define`` rather than ``@frozen``: one is made per admission, and a frozen class's ``__init__`` sets each
+# field through ``object.__setattr__``, several times the cost of a plain slot store (issue 9).
+# Never mutated.
+@define
 class Remaining:
     """The ``x-ratelimit-*`` numbers: the tightest requests limit and the tightest tokens limit."""
 

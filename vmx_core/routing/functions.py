@@ -6,14 +6,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from attrs import frozen
+from attrs import define
 
 from vmx_core.plugins import hookimpl
 from vmx_core.routing.health import ConnectionHealth
 from vmx_core.routing.values import EvalError
 
 
-@frozen
+# ``@define`` rather than ``@frozen``: one is made per request, and a frozen class's ``__init__`` sets each
+# field through ``object.__setattr__``, several times the cost of a plain slot store (issue 9).
+# Never mutated.
+@define
 class RuleContext:
     workspace: str
     environment: str

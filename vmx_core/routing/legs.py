@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from attrs import frozen
+from attrs import define
 
 from vmx_core.config.models import ModelRef, ResourceConfig
 from vmx_core.errors import InvalidRequest, ProviderError, UpstreamHTTPError
 
 
-@frozen
+# ``@define`` rather than ``@frozen``: legs are made per request, and a frozen class's ``__init__`` sets each
+# field through ``object.__setattr__``, several times the cost of a plain slot store (issue 9).
+# Never mutated.
+@define
 class Leg:
     ref: ModelRef
     #: primary, secondary, routed or fallback

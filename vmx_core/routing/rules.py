@@ -55,7 +55,10 @@ class CompiledRule:
     split: tuple[tuple[float, ModelRef], ...]
 
 
-@frozen
+# ``@define`` rather than ``@frozen``: one is made per request, and a frozen class's ``__init__`` sets each
+# field through ``object.__setattr__``, several times the cost of a plain slot store (issue 9).
+# Never mutated.
+@define
 class Decision:
     ref: ModelRef | None
     rule: str | None

@@ -1,0 +1,87 @@
+"""The request line's shortcut through structlog (vmx_core.request_log) writes exactly the line
+``log.info("request", **fields)`` writes, under vmx_server's configuration and others."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import structlog
+
+from vmx_core import request_log
+from vmx_server import logging as vmx_logging
+
+FIELDS: dict[str, Any] = {
+    "request_id": "0190aaaa-bbbb-7ccc-8ddd-eeeeffff0000", "workspace": "acme", "environment": "prod",
+    "format": "chat_completions", "resource": "chat", "api_key": "app", "status": 200, "error_code": None,
+    "stream": False, "duration_ms": 1.234, "ttft_ms": None, "stages_ms": {"auth": 0.01, "parse": 0.02},
+}
+
+
+@pytest.fixture
+def stdout(monkeypatch: pytest.MonkeyPatch, capsysbinary: pytest.CaptureFixture[bytes]) -> Iterator[Output]:
+    # A fresh proxy: the module's own may have cached a logger of an earlier configuration.
+    monkeypatch.setattr(request_log, "log", structlog.get_logger("vmx.request"))
+    yield Output(capsysbinary)
+    structlog.reset_defaults()
+    for handler in logging.root.handlers[:]:
+        logging.root.removeHandler(handler)
+
+
+class Output:
+    """What the test wrote to stdout (vmx_server logs there), as JSON lines."""
+
+    def __init__(self, capture: pytest.CaptureFixture[bytes]) -> None:
+        self.capture = capture
+
+    def lines(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.capture.readouterr().out.splitlines()]
+
+
+def test_same_line_as_structlog_info_under_the_servers_configuration(stdout: Output) -> None:
+    vmx_logging.configure("info")
+    assert type(request_log.log.bind()) in request_log._FILTERING  # the shortcut is taken
+    structlog.contextvars.bind_contextvars(tenant_hint="t1")
+    try:
+        request_log.log_request(lambda: dict(FIELDS))
+        structlog.get_logger("vmx.request").info("request", **FIELDS)
+    finally:
+        structlog.contextvars.clear_contextvars()
+    fast, plain = stdout.lines()
+    assert fast.pop("timestamp") and plain.pop("timestamp")
+    assert list(fast.items()) == list(plain.items())  # same keys, same order, same values
+    assert fast["event"] == "request" and fast["level"] == "info" and fast["tenant_hint"] == "t1"
+
+
+def test_filtered_out_builds_no_fields(stdout: Output) -> None:
+    vmx_logging.configure("warning")
+
+    def fields() -> dict[str, Any]:
+        raise AssertionError("fields built for a line nobody logs")
+
+    request_log.log_request(fields)
+    assert stdout.lines() == []
+
+
+def test_a_dropped_event_is_dropped(stdout: Output) -> None:
+    def drop(logger: Any, name: str, event: dict[str, Any]) -> dict[str, Any]:
+        raise structlog.DropEvent
+
+    structlog.configure(processors=[drop], logger_factory=structlog.BytesLoggerFactory(sys.stdout.buffer))
+    request_log.log_request(lambda: dict(FIELDS))
+    assert stdout.lines() == []
+
+
+def test_another_wrapper_class_gets_its_own_info_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(request_log, "log", structlog.get_logger("vmx.request"))
+    with structlog.testing.capture_logs() as captured:
+        structlog.configure(wrapper_class=structlog.BoundLogger)
+        try:
+            request_log.log_request(lambda: dict(FIELDS))
+        finally:
+            structlog.reset_defaults()
+    assert captured == [{**FIELDS, "event": "request", "log_level": "info"}]
