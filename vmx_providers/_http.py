@@ -25,8 +25,9 @@ from vmx_core.wire.sse import SSEEvent, SSEParser
 #: Upstream error bodies are read only this far: enough for a message, not for a flood.
 MAX_ERROR_BODY = 64 * 1024
 
+#: Every call posts JSON: a default header of the client, encoded once, not per request.
 _JSON = {"content-type": "application/json"}
-_SSE = {"content-type": "application/json", "accept": "text/event-stream"}
+_SSE = {"accept": "text/event-stream"}
 
 
 @define
@@ -59,7 +60,7 @@ class HttpClient:
         client = self._client
         if client is None:
             try:
-                client = Client(self.base_url, self.headers, max_connections=self.max_connections)
+                client = Client(self.base_url, {**_JSON, **self.headers}, max_connections=self.max_connections)
             except ValueError as exc:
                 raise UpstreamConnectionError(f"the connection's base URL cannot be used: {exc}") from None
             self._client = client
@@ -77,7 +78,7 @@ class HttpClient:
 
     async def post_json(self, path: str, body: Mapping[str, Any], timeout: float, headers: Mapping[str, str] | None = None) -> UpstreamReply:
         resp = await self.client().request(
-            "POST", path, encode_body(body), {**_JSON, **headers} if headers else _JSON, timeout=timeout
+            "POST", path, encode_body(body), headers or None, timeout=timeout
         )
         if resp.status >= 300:
             raise await self.http_error(resp)
