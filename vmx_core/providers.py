@@ -64,7 +64,11 @@ class UpstreamReply:
 
 @runtime_checkable
 class UpstreamStream(Protocol):
-    """An open upstream stream: iterate events, and always close it."""
+    """An open upstream stream: iterate events, and always close it.
+
+    Optional, for speed (``vmx_providers._http.SSEStream`` has both): ``ready``, how many
+    events are already parsed behind the one just handed out, and ``take_ready()``, those
+    events at once (the iterator then skips them)."""
 
     headers: Mapping[str, str]
 

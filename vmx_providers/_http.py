@@ -189,16 +189,29 @@ class SSEStream:
         #: Events already parsed from the last read and not yet handed out: the relay sends
         #: the frames of one read as one write.
         self.ready = 0
+        self._parsed: list[SSEEvent] = []
+        self._next = 0
 
     def __aiter__(self) -> AsyncIterator[SSEEvent]:
         return self._events()
 
+    def take_ready(self) -> list[SSEEvent]:
+        """The events already parsed from the last read, all at once (the iterator then moves
+        on to the next read): one call for what would be one ``anext`` per event."""
+        parsed, start = self._parsed, self._next
+        self._next = len(parsed)
+        self.ready = 0
+        return parsed[start:]
+
     async def _events(self) -> AsyncIterator[SSEEvent]:
         parser = SSEParser()
         async for chunk in self.resp:
-            events = parser.feed(chunk)
-            for i, ev in enumerate(events):
-                self.ready = len(events) - i - 1
+            parsed = self._parsed = parser.feed(chunk)
+            self._next = 0
+            while self._next < len(parsed):
+                ev = parsed[self._next]
+                self._next += 1
+                self.ready = len(parsed) - self._next
                 yield ev
         self.ready = 0
 

@@ -387,3 +387,37 @@ def test_the_client_runs_on_uvloop() -> None:
             await echo.stop()
 
     uvloop.run(main())
+
+
+async def test_take_ready_hands_out_the_rest_of_a_read_once_and_in_order() -> None:
+    """An SSE stream's ``take_ready`` returns the events parsed behind the one just handed out,
+    in order, and iteration goes on with the next read, never repeating one."""
+    from vmx_providers._http import HttpClient
+
+    second = asyncio.Event()
+
+    async def two_reads(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+        writer.write(b"1b\r\ndata: 1\n\ndata: 2\n\ndata: 3\n\n\r\n")
+        await writer.drain()
+        await second.wait()
+        writer.write(b"12\r\ndata: 4\n\ndata: 5\n\n\r\n0\r\n\r\n")
+        await writer.drain()
+
+    async with RawServer(two_reads) as server:
+        http = HttpClient.create(server.url, {})
+        try:
+            stream = await http.open_sse("/x", {}, timeout=5)
+            events = aiter(stream)
+            assert (await anext(events)).data == "1" and stream.ready == 2
+            assert [e.data for e in stream.take_ready()] == ["2", "3"] and stream.ready == 0
+            assert stream.take_ready() == []
+            second.set()
+            assert [(await anext(events)).data, stream.ready] == ["4", 1]
+            assert [e.data for e in [await anext(events)]] == ["5"]
+            with pytest.raises(StopAsyncIteration):
+                await anext(events)
+            await stream.aclose()
+        finally:
+            await http.aclose()

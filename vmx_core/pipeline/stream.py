@@ -41,6 +41,9 @@ async def relay(
     # wait behind this one) is optional on an upstream stream; without it every frame flushes.
     # The payload capture records each frame as its write is handed out.
     batch: list[bytes] = list(held)
+    # Optional too: ``take_ready()``, the rest of a read's parsed events in one call instead of
+    # an ``anext`` each (a converted stream has neither).
+    take_ready = getattr(upstream, "take_ready", None)
     try:
         while not watcher.terminal:
             if batch and getattr(upstream, "ready", 0) == 0:
@@ -73,6 +76,12 @@ async def relay(
                     timings.upstream_ms += (time.perf_counter() - started) * 1000
             if watcher.observe(ev):
                 batch.append(ev.raw)
+            if take_ready is not None and not watcher.terminal:
+                for ev in take_ready():  # empty when the read held no more
+                    if watcher.observe(ev):
+                        batch.append(ev.raw)
+                    if watcher.terminal:
+                        break
         if batch:
             if capture is not None:
                 for frame in batch:
