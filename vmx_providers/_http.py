@@ -58,7 +58,7 @@ class HttpClient:
         # Created on first use, so that a bad base URL or header fails the calls that use it
         # (a 502 naming it) rather than the whole config load.
         client = self._client
-        if client is None:
+        if client is None or client.pool.closed:  # closed: a client used again after aclose()
             try:
                 client = Client(self.base_url, {**_JSON, **self.headers}, max_connections=self.max_connections)
             except ValueError as exc:

@@ -421,3 +421,17 @@ async def test_take_ready_hands_out_the_rest_of_a_read_once_and_in_order() -> No
             await stream.aclose()
         finally:
             await http.aclose()
+
+
+async def test_a_provider_client_used_after_aclose_opens_a_new_pool(echo: Echo) -> None:
+    """As with the aiohttp session it replaced: a provider's HTTP client closed (a reload) and
+    then used again works on fresh connections instead of failing every call."""
+    from vmx_providers._http import HttpClient
+
+    http = HttpClient.create(f"http://127.0.0.1:{echo.port}/v1", {})
+    reply = await http.post_json("/echo", {"n": 1}, timeout=5)
+    assert reply.status == 200
+    await http.aclose()
+    reply = await http.post_json("/echo", {"n": 2}, timeout=5)
+    assert reply.status == 200 and '"{\\"n\\":2}"' in reply.body.decode()
+    await http.aclose()
