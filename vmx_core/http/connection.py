@@ -21,9 +21,9 @@ from vmx_core.http.wire import (
     keeps_alive,
 )
 
-#: Buffered body bytes past which reading from the socket pauses, and below which it resumes.
+#: Buffered body bytes past which reading from the socket pauses (it resumes once the reader
+#: has taken them).
 HIGH_WATER = 256 * 1024
-LOW_WATER = 64 * 1024
 
 
 class ConnectionClosed(Exception):
@@ -78,17 +78,10 @@ class Connection(asyncio.Protocol):
             self._fail(exc)
             self.abort()
 
-    def eof_received(self) -> bool | None:
-        if self._active and not self._done:
-            try:
-                self.parser.feed_eof()
-            except HttpProtocolError as exc:
-                self._fail(ConnectionClosed(str(exc), before_response=not self._received))
-        return False  # close the transport
-
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.reusable = False
+        # The upstream's EOF arrives here too (the protocol keeps no half-open connection).
         if self._active and not self._done:
             if self.parser.until_close and exc is None:
                 self.parser.feed_eof()  # the end of a body framed by the close itself
@@ -200,22 +193,12 @@ class Connection(asyncio.Protocol):
         """The whole body; past ``limit`` bytes, :class:`HttpProtocolError`."""
         parts: list[bytes] = []
         size = 0
-        while True:
-            if self._error is not None:
-                raise self._error
-            if self._body:
-                data = self.take()
-                size += len(data)
-                if size > limit:
-                    raise HttpProtocolError(f"the response body exceeds {limit} bytes")
-                parts.append(data)
-            if self._done:
-                return parts[0] if len(parts) == 1 else b"".join(parts)
-            waiter = self._body_waiter = self.loop.create_future()
-            try:
-                await waiter
-            finally:
-                self._body_waiter = None
+        while data := await self.read():
+            size += len(data)
+            if size > limit:
+                raise HttpProtocolError(f"the response body exceeds {limit} bytes")
+            parts.append(data)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def expire(self, error: type[BaseException]) -> None:
         """The exchange's deadline passed: fail it with ``error`` and drop the connection."""
