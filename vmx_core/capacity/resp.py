@@ -17,10 +17,11 @@ redirections).
 from __future__ import annotations
 
 import asyncio
-import ssl
 from collections import deque
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
+
+from vmx_core.http import default_tls
 
 #: A reply line or bulk string longer than this is not one of the store's replies.
 MAX_REPLY_BYTES = 16 * 1024 * 1024
@@ -129,6 +130,14 @@ class _Protocol(asyncio.Protocol):
             else:
                 future.set_result(reply)
 
+    def call(self, loop: asyncio.AbstractEventLoop, args: tuple[Any, ...]) -> asyncio.Future[Any]:
+        """Write one command; its reply (or error) arrives on the returned future."""
+        future: asyncio.Future[Any] = loop.create_future()
+        self.waiting.append(future)
+        assert self.transport is not None
+        self.transport.write(encode_command(args))
+        return future
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.fail(ConnectionError(f"the Redis connection closed{f': {exc}' if exc else ''}"))
@@ -150,7 +159,7 @@ class RespClient:
         parts = urlsplit(url)
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or 6379
-        self.tls = ssl.create_default_context() if parts.scheme == "rediss" else None
+        self.tls = default_tls() if parts.scheme == "rediss" else None
         self.username = unquote(parts.username) if parts.username else None
         self.password = unquote(parts.password) if parts.password else None
         path = parts.path.strip("/")
@@ -172,10 +181,7 @@ class RespClient:
         conn = self._conn
         if conn is None or conn.closed or loop is not self._loop:
             conn = await self._connection(loop)
-        future: asyncio.Future[Any] = loop.create_future()
-        conn.waiting.append(future)
-        assert conn.transport is not None
-        conn.transport.write(encode_command(args))
+        future = conn.call(loop, args)
         timer = loop.call_at(loop.time() + self.timeout, _expire, conn, future, self.timeout)
         try:
             return await future
@@ -220,12 +226,8 @@ class RespClient:
             if self.db:
                 setup.append(("SELECT", self.db))
             for command in setup:
-                future: asyncio.Future[Any] = loop.create_future()
-                conn.waiting.append(future)
-                assert conn.transport is not None
-                conn.transport.write(encode_command(command))
                 try:
-                    await future
+                    await conn.call(loop, command)
                 except RespError:
                     conn.fail(ConnectionError("Redis refused the connection's AUTH or SELECT"))
                     raise
