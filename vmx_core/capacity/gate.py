@@ -226,23 +226,24 @@ class Gate:
                 raise self._refusal(limits, checks, admission.counts, now)
             remaining = Remaining.tightest(checks, admission.counts, charged=True)
             return Ticket(limits, checks, tuple([c.window.bucket(now) for c in checks]), now, tokens, remaining)
-        waited_until = self.clock() + (min(self._max_wait(s), patience) if pool is not None else 0.0)
+        # A pooled leg: it may wait for its share of the pool.
+        waited_until = self.clock() + min(self._max_wait(s), patience)
         recorded = self.clock()
         claims: list[float] = []  # when this request recorded unmet demand
         while True:
             now = self.clock()
             try:
-                admission = await (self.store.admit(checks, now, pool) if pool is not None else self.store.admit(checks, now))
+                admission = await self.store.admit(checks, now, pool)
             except CapacityStoreError as exc:
                 return self._store_failed(exc, "admit")
             if admission.admitted:
                 remaining = Remaining.tightest(checks, admission.counts, charged=True)
                 buckets = tuple(c.window.bucket(now) for c in checks)
-                share = (pool.used_keys[pool.asker], pool.budget) if pool is not None else None
-                if claims and pool is not None:
+                share = (pool.used_keys[pool.asker], pool.budget)
+                if claims:
                     await self._withdraw(pool, claims, tokens, now)
                 return Ticket(limits, checks, buckets, now, tokens, remaining, share)
-            if pool is None or not _limits_fit(checks, admission.counts, pool):
+            if not _limits_fit(checks, admission.counts, pool):
                 raise self._refusal(limits, checks, admission.counts, now)
             refused = self._pool_refusal(s, checks, admission, pool, now)
             if pool.record_unmet:
@@ -259,7 +260,9 @@ class Gate:
             renew = self.clock() - recorded >= RENEW_S - MIN_POLL_S  # (a real sleep may end a hair early)
             if renew:
                 recorded = self.clock()
-            pool = self.pool_check(s, record_unmet=renew)
+            renewed = self.pool_check(s, record_unmet=renew)
+            assert renewed is not None  # the gate's tenants are fixed: a pooled leg stays pooled
+            pool = renewed
 
     async def settle(self, ticket: Ticket, usage: Usage | None) -> None:
         """Reconcile the reservation to the real usage (nothing to do when it is unknown:
