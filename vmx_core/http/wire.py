@@ -259,9 +259,42 @@ class ResponseParser:
         # Offsets rather than slices of the rest: a read of many small chunks stays linear.
         pieces: list[bytes] = []
         state, left, pos, end_of_data = self._state, self._left, 0, len(data)
+        line_state, data_state, crlf_state = self._CHUNK_LINE, self._CHUNK_DATA, self._CHUNK_CRLF
         try:
             while pos < end_of_data:
-                if state == self._CHUNK_DATA:
+                if state == line_state:
+                    line = _CHUNK_LINE.match(data, pos)
+                    if line is not None:  # the usual form, "1a2\r\n" (extensions allowed)
+                        left = int(line.group(1), 16)
+                        pos = line.end()
+                        if not left:
+                            state = self._TRAILER
+                            break
+                        stop = pos + left
+                        if data.startswith(b"\r\n", stop):
+                            # The whole chunk and its CRLF are in this read (an SSE stream's
+                            # usual chunk, one event): one step instead of three states.
+                            pieces.append(data[pos:stop])
+                            pos, left = stop + 2, 0
+                        else:
+                            state = data_state
+                        continue
+                    eol = data.find(b"\r\n", pos, pos + MAX_CHUNK_LINE + 2)
+                    if eol < 0:
+                        if end_of_data - pos > MAX_CHUNK_LINE:
+                            raise HttpProtocolError("a chunk-size line is too long")
+                        break
+                    semi = data.find(b";", pos, eol)
+                    size = data[pos : eol if semi < 0 else semi].strip(b" \t")
+                    if not _CHUNK_SIZE.fullmatch(size):
+                        raise HttpProtocolError(f"invalid chunk size {size[:20]!r}")
+                    left = int(size, 16)
+                    pos = eol + 2
+                    if not left:
+                        state = self._TRAILER
+                        break
+                    state = data_state
+                elif state == data_state:
                     stop = pos + left
                     if stop > end_of_data:
                         pieces.append(data[pos:])
@@ -269,35 +302,14 @@ class ResponseParser:
                         pos = end_of_data
                         break
                     pieces.append(data[pos:stop])
-                    pos, left, state = stop, 0, self._CHUNK_CRLF
-                elif state == self._CHUNK_CRLF:
+                    pos, left, state = stop, 0, crlf_state
+                else:  # the CRLF after a chunk's data
                     if end_of_data - pos < 2:
                         break
                     if not data.startswith(b"\r\n", pos):
                         raise HttpProtocolError("a chunk is longer than its declared size")
                     pos += 2
-                    state = self._CHUNK_LINE
-                else:  # the chunk-size line
-                    line = _CHUNK_LINE.match(data, pos)
-                    if line is not None:  # the usual form, "1a2\r\n" (extensions allowed)
-                        left = int(line.group(1), 16)
-                        pos = line.end()
-                    else:
-                        eol = data.find(b"\r\n", pos, pos + MAX_CHUNK_LINE + 2)
-                        if eol < 0:
-                            if end_of_data - pos > MAX_CHUNK_LINE:
-                                raise HttpProtocolError("a chunk-size line is too long")
-                            break
-                        semi = data.find(b";", pos, eol)
-                        size = data[pos : eol if semi < 0 else semi].strip(b" \t")
-                        if not _CHUNK_SIZE.fullmatch(size):
-                            raise HttpProtocolError(f"invalid chunk size {size[:20]!r}")
-                        left = int(size, 16)
-                        pos = eol + 2
-                    if not left:
-                        state = self._TRAILER
-                        break
-                    state = self._CHUNK_DATA
+                    state = line_state
         finally:
             self._state, self._left = state, left
         if pieces:

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from vmx_core.errors import ProviderError, UpstreamFailed, UpstreamStalledError
 from vmx_core.pipeline.context import RequestContext
+from vmx_core.pipeline.shield import shielded
 from vmx_core.providers import UpstreamStream
 from vmx_core.wire.errors import stream_error_frame
 from vmx_core.wire.sse import SSEEvent
@@ -107,7 +108,7 @@ async def relay(
         ctx.usage = watcher.usage or ctx.usage
         # Shielded: the client may have gone away (cancellation), and the upstream
         # connection must still be released and the audit record still written.
-        await asyncio.shield(upstream.aclose())
+        await shielded(upstream.aclose())
         if settle is not None:  # capacity: reconcile the reservation to the stream's usage
-            await asyncio.shield(settle(ctx))
+            await shielded(settle(ctx))
         finish(ctx)

@@ -10,10 +10,13 @@ import re
 from collections.abc import AsyncIterable, AsyncIterator
 
 import orjson
-from attrs import frozen
+from attrs import define
 
 
-@frozen
+# ``@define`` rather than ``@frozen``: one is made per event of every stream, and a frozen
+# class's ``__init__`` sets each field through ``object.__setattr__``, several times the cost
+# of a plain slot store (issue 9).  Never mutated.
+@define
 class SSEEvent:
     event: str | None
     data: str

@@ -59,28 +59,33 @@ class StreamWatcher:
         (:class:`UpstreamProtocolError`), never garbage handed to the client's SDK.
         """
         self.events += 1
-        if self.format is Format.CHAT_COMPLETIONS and ev.is_done:
+        chat = self.format is Format.CHAT_COMPLETIONS
+        if chat and ev.data == "[DONE]":
             self.terminal = True
             return True
         try:
             data = orjson.loads(ev.data)
         except orjson.JSONDecodeError:
             raise UpstreamProtocolError(f"the upstream sent a malformed stream event (event {self.events} is not JSON)") from None
-        if not isinstance(data, dict):
+        if type(data) is not dict:
             raise UpstreamProtocolError(f"the upstream sent a malformed stream event (event {self.events} is not an object)")
-        if self.format is Format.CHAT_COMPLETIONS:
-            return self._chat(data)
+        if chat:
+            # Inline rather than a method per event: a stream is dozens to thousands of them,
+            # and once content has started a usual chunk needs only these two lookups.
+            if "error" in data and "choices" not in data:
+                self.failed = _message(data.get("error")) or "error"
+                return True
+            if not self.content_started and _chat_has_content(data):
+                self.content_started = True
+            if data.get("usage") is None:
+                return True
+            return self._chat_usage(data)
         if self.format is Format.RESPONSES:
             return self._responses(ev.event or data.get("type"), data)
         return self._anthropic(ev.event or data.get("type"), data)
 
-    def _chat(self, data: dict[str, Any]) -> bool:
-        if "error" in data and "choices" not in data:
-            self.failed = _message(data.get("error")) or "error"
-            return True
-        if not self.content_started and _chat_has_content(data):
-            self.content_started = True
-        u = usage_mod.from_chat(data.get("usage"))
+    def _chat_usage(self, data: dict[str, Any]) -> bool:
+        u = usage_mod.from_chat(data["usage"])
         if u is not None:
             self.usage = u
             if self.strip_usage_chunk and not data.get("choices"):
