@@ -3,14 +3,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import sys
 from collections.abc import Iterator
 from typing import Any
+from unittest import mock
 
 import pytest
 import structlog
+from hypothesis import given
+from hypothesis import strategies as st
 
 from vmx_core import request_log
 from vmx_server import logging as vmx_logging
@@ -85,3 +89,27 @@ def test_another_wrapper_class_gets_its_own_info_call(monkeypatch: pytest.Monkey
         finally:
             structlog.reset_defaults()
     assert captured == [{**FIELDS, "event": "request", "log_level": "info"}]
+
+
+@given(st.integers(min_value=0, max_value=4_102_444_800 * 10**6 - 1))
+def test_utc_stamper_writes_structlogs_iso_utc_text(micros: int) -> None:
+    """At any instant (to the microsecond, whole seconds included) the cached stamper writes the
+    text structlog's TimeStamper(fmt="iso", utc=True) writes for it."""
+    stamper = vmx_logging.UtcTimeStamper()
+    at = dt.datetime.fromtimestamp(0, dt.UTC) + dt.timedelta(microseconds=micros)
+    with mock.patch("time.time_ns", return_value=micros * 1000):
+        stamper(None, "info", {})  # fills the per-second cache
+        ours = stamper(None, "info", {})["timestamp"]
+    theirs = at.isoformat().replace("+00:00", "Z")  # what structlog's stamper_iso_utc writes
+    assert ours == theirs
+
+
+def test_utc_stamper_is_the_servers_and_is_close_to_now(stdout: Output) -> None:
+    """vmx_server's configuration stamps with it, and the stamp is the current time."""
+    vmx_logging.configure("info")
+    processors = structlog.get_config()["processors"]
+    assert any(isinstance(p, vmx_logging.UtcTimeStamper) for p in processors)
+    request_log.log_request(lambda: dict(FIELDS))
+    (line,) = stdout.lines()
+    when = dt.datetime.fromisoformat(line["timestamp"].replace("Z", "+00:00"))
+    assert abs((dt.datetime.now(dt.UTC) - when).total_seconds()) < 5
