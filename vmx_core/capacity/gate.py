@@ -88,7 +88,7 @@ class Ticket:
 
     limits: tuple[Limit, ...]
     checks: tuple[Check, ...]
-    buckets: tuple[int, ...]
+    #: When it was admitted: each check was charged in its window's bucket of this time.
     now: float
     reserved: int
     remaining: Remaining
@@ -101,7 +101,7 @@ class Ticket:
 
 
 #: Charged to nothing: what an admission is when there is no limit or the store is down.
-FREE = Ticket((), (), (), 0.0, 0, Remaining())
+FREE = Ticket((), (), 0.0, 0, Remaining())
 
 
 @frozen
@@ -143,11 +143,11 @@ class _Plan:
 
     def checks(self, s: Subject, tokens: int) -> tuple[Check, ...]:
         """``Limit.check`` of every limit, without working out the fixed keys again."""
-        return tuple(
+        return tuple([  # a list comprehension: cheaper than a generator's frame per item
             Check(key, lim.window, lim.config.requests, lim.config.tokens, 1, tokens) if key is not None
             else lim.check(s.source_ip, s.metadata, tokens)
             for lim, key in zip(self.limits, self.keys, strict=True)
-        )
+        ])
 
 
 _NO_PLAN = _Plan((), False)
@@ -225,7 +225,7 @@ class Gate:
             if not admission.admitted:
                 raise self._refusal(limits, checks, admission.counts, now)
             remaining = Remaining.tightest(checks, admission.counts, charged=True)
-            return Ticket(limits, checks, tuple([c.window.bucket(now) for c in checks]), now, tokens, remaining)
+            return Ticket(limits, checks, now, tokens, remaining)
         # A pooled leg: it may wait for its share of the pool.
         waited_until = self.clock() + min(self._max_wait(s), patience)
         recorded = self.clock()
@@ -238,11 +238,10 @@ class Gate:
                 return self._store_failed(exc, "admit")
             if admission.admitted:
                 remaining = Remaining.tightest(checks, admission.counts, charged=True)
-                buckets = tuple(c.window.bucket(now) for c in checks)
                 share = (pool.used_keys[pool.asker], pool.budget)
                 if claims:
                     await self._withdraw(pool, claims, tokens, now)
-                return Ticket(limits, checks, buckets, now, tokens, remaining, share)
+                return Ticket(limits, checks, now, tokens, remaining, share)
             if not _limits_fit(checks, admission.counts, pool):
                 raise self._refusal(limits, checks, admission.counts, now)
             refused = self._pool_refusal(s, checks, admission, pool, now)
@@ -303,17 +302,19 @@ class Gate:
         request at every level but the connection's."""
         now = self.clock()
         adjustments = []
-        for lim, check, bucket in zip(ticket.limits, ticket.checks, ticket.buckets, strict=True):
+        # Each bucket is worked out here rather than kept from the admission: only the counters
+        # that move need theirs, and a reconciliation moves the token counters only.
+        for lim, check in zip(ticket.limits, ticket.checks, strict=True):
             dr = -1 if refund and lim.level != "connection" else 0
             dt = tokens if check.max_tokens is not None else 0
             if dr or dt:
                 w = check.window
-                adjustments.append(Adjustment(check.key, bucket, w.oldest(now), dr, dt, w.ttl_ms()))
+                adjustments.append(Adjustment(check.key, w.bucket(ticket.now), w.oldest(now), dr, dt, w.ttl_ms()))
         if ticket.share is not None and tokens:
             # The pool's counter moves with the connection's budget: same tokens, same bucket.
             key, budget = ticket.share
             w = ticket.checks[budget].window
-            adjustments.append(Adjustment(key, ticket.buckets[budget], w.oldest(now), 0, tokens, w.ttl_ms()))
+            adjustments.append(Adjustment(key, w.bucket(ticket.now), w.oldest(now), 0, tokens, w.ttl_ms()))
         try:
             await self.store.adjust(adjustments)
         except CapacityStoreError as exc:

@@ -69,31 +69,52 @@ class MemoryStore:
     async def admit(self, checks: Sequence[Check], now: float, pool: PoolCheck | None = None) -> Admission:
         with self._lock:
             self._maybe_sweep(now)
-            counts = [self._read(c, now) for c in checks]
             if pool is None:
-                limits_ok = all(map(fits, checks, counts))  # without a generator's frames
-            else:
-                limits_ok = all(fits(c, n, tokens=i != pool.budget) for i, (c, n) in enumerate(zip(checks, counts, strict=True)))
-            reading, admitted = None, limits_ok
-            if pool is not None:
-                reading, decision = self._pool_step(checks, counts, pool, now)
-                admitted = limits_ok and decision.admitted
-            if not admitted:
-                if pool is not None and limits_ok and pool.record_unmet:
+                return self._admit(checks, now)
+            counts = [self._read(c, now) for c in checks]
+            limits_ok = all(fits(c, n, tokens=i != pool.budget) for i, (c, n) in enumerate(zip(checks, counts, strict=True)))
+            reading, decision = self._pool_step(checks, counts, pool, now)
+            if not (limits_ok and decision.admitted):
+                if limits_ok and pool.record_unmet:
                     cost = checks[pool.budget].tokens
                     self._charge(pool.unmet_keys[pool.asker], UNMET, now, 1, cost)
                 detailed = tuple(self._read(c, now, detail=True) for c in checks)
-                if reading is not None:
-                    assert pool is not None
-                    mine = self._read(self._reader(pool.used_keys[pool.asker], pool.used_window), now, detail=True)
-                    reading = evolve(reading, asker_buckets=mine.buckets)
-                return Admission(False, detailed, reading)
+                mine = self._read(self._reader(pool.used_keys[pool.asker], pool.used_window), now, detail=True)
+                return Admission(False, detailed, evolve(reading, asker_buckets=mine.buckets))
             for c in checks:
                 if c.requests or c.tokens:  # a charge of nothing (a read) creates no bucket, as in Redis
                     self._charge(c.key, c.window, now, c.requests, c.tokens)
-            if pool is not None:
-                self._charge(pool.used_keys[pool.asker], pool.used_window, now, 1, checks[pool.budget].tokens)
+            self._charge(pool.used_keys[pool.asker], pool.used_window, now, 1, checks[pool.budget].tokens)
             return Admission(True, tuple(counts), reading)
+
+    def _admit(self, checks: Sequence[Check], now: float) -> Admission:
+        """An admission without a pool gate, each check's buckets worked out once for its read
+        and its charge (the usual case; the pooled one reads the same way through ``_read``)."""
+        counts = []
+        charges: list[tuple[Check, _Series | None, int]] = []
+        for c in checks:
+            oldest, bucket = c.window.span(now)
+            series = self.counters.get(c.key)
+            if series is None or not series.buckets:
+                n = Counts(0, 0)
+            else:
+                if series.lowest < oldest:  # (forget_before's own test, without its call)
+                    series.forget_before(oldest)
+                n = Counts(series.requests, series.tokens)
+            if not fits(c, n):
+                return Admission(False, tuple(self._read(d, now, detail=True) for d in checks))
+            counts.append(n)
+            if c.requests or c.tokens:  # a charge of nothing (a read) creates no bucket, as in Redis
+                charges.append((c, series, bucket))
+        # Charged only once every check was read: a charge must not count in another's read.
+        for c, series, bucket in charges:
+            if series is None:  # a new counter (created once, should two checks share its key)
+                self._add(c.key, bucket, c.requests, c.tokens)
+            else:
+                series.add(bucket, c.requests, c.tokens)
+            ttl = c.window.ttl_ms()
+            self.expires[c.key] = now + ttl / 1000 if ttl else 0.0
+        return Admission(True, tuple(counts))
 
     def _pool_step(
         self, checks: Sequence[Check], counts: Sequence[Counts], pool: PoolCheck, now: float
@@ -123,7 +144,7 @@ class MemoryStore:
                 # would charge a window that no longer holds the admission.
                 if series is None or a.bucket < a.oldest or a.bucket not in series.buckets:
                     continue
-                self._add(a.key, a.bucket, a.requests, a.tokens)
+                series.add(a.bucket, a.requests, a.tokens)
 
     async def usage(self, checks: Sequence[Check], now: float) -> tuple[Counts, ...]:
         with self._lock:

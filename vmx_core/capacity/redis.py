@@ -94,8 +94,7 @@ class RedisStore:
         for c in checks:
             w = c.window
             args += [
-                w.oldest(now),
-                w.bucket(now),
+                *w.span(now),  # oldest, bucket
                 -1 if c.max_requests is None else c.max_requests,
                 -1 if c.max_tokens is None else c.max_tokens,
                 c.requests,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from attrs import frozen
+from attrs import define
 
 from vmx_core.capacity.allocation import PoolCheck, PoolReading
 from vmx_core.capacity.window import Check, Counts
@@ -22,7 +22,10 @@ class CapacityStoreError(VmxError):
     """The store could not be reached or failed; the driver's own exception is the cause."""
 
 
-@frozen
+# ``@define`` rather than ``@frozen`` (``Admission`` and ``Adjustment``): one is made per admission
+# and per reconciled counter, and a frozen class's ``__init__`` sets each field through
+# ``object.__setattr__``, several times the cost of a plain slot store (issue 9).  Never mutated.
+@define
 class Admission:
     """A store's answer: whether every check fitted (and so was charged), and what it read."""
 
@@ -32,7 +35,7 @@ class Admission:
     pool: PoolReading | None = None
 
 
-@frozen
+@define
 class Adjustment:
     """Add (or, when negative, take back) requests and tokens in one bucket of one counter.
 

@@ -61,7 +61,14 @@ class Window:
 
     def oldest(self, now: float) -> int:
         """The oldest bucket still counted at ``now`` (it overlaps ``(now - T, now]``)."""
-        return 0 if self.width == 0 else self.bucket(now) - self.buckets
+        return 0 if self.width == 0 else math.floor(now / self.width) - self.buckets
+
+    def span(self, now: float) -> tuple[int, int]:
+        """(:meth:`oldest`, :meth:`bucket`) at ``now`` in one division: a store needs both per check."""
+        if self.width == 0:
+            return 0, 0
+        bucket = math.floor(now / self.width)
+        return bucket - self.buckets, bucket
 
     def expires_at(self, bucket: int) -> float:
         """When ``bucket`` stops being counted."""
@@ -72,7 +79,10 @@ class Window:
         return self._ttl_ms
 
 
-@frozen
+# ``@define`` rather than ``@frozen`` (``Check`` and ``Counts``): one of each is made per limit
+# per admission, and a frozen class's ``__init__`` sets each field through ``object.__setattr__``,
+# several times the cost of a plain slot store (issue 9).  Never mutated.
+@define
 class Check:
     """One counter of one admission: where it lives, its limits, and what this request adds."""
 
@@ -84,7 +94,7 @@ class Check:
     tokens: int
 
 
-@frozen
+@define
 class Counts:
     """What a store read for one check: sums over the counted buckets, before this charge."""
 
@@ -146,14 +156,17 @@ class Remaining:
     def tightest(cls, checks: Sequence[Check], counts: Sequence[Counts], charged: bool) -> Remaining:
         lr = rr = lt = rt = None
         for check, c in zip(checks, counts, strict=True):
-            used_r = c.requests + (check.requests if charged else 0)
-            used_t = c.tokens + (check.tokens if charged else 0)
+            # (Comparisons rather than max(0, ...): this runs per limit on every admission.)
             if check.max_requests is not None:
-                left = max(0, check.max_requests - used_r)
+                left = check.max_requests - c.requests - (check.requests if charged else 0)
+                if left < 0:
+                    left = 0
                 if rr is None or left < rr:
                     lr, rr = check.max_requests, left
             if check.max_tokens is not None:
-                left = max(0, check.max_tokens - used_t)
+                left = check.max_tokens - c.tokens - (check.tokens if charged else 0)
+                if left < 0:
+                    left = 0
                 if rt is None or left < rt:
                     lt, rt = check.max_tokens, left
         return cls(lr, rr, lt, rt)
