@@ -6,9 +6,11 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
+
 from vmx_core.audit.query import AuditQuery
 from vmx_core.audit.store import open_store
-from vmx_core.ids import request_id
+from vmx_core.ids import as_uuid, request_id
 from vmx_core.testing import TEST_KEY, FakeProvider, make_test_gateway
 
 BODY = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
@@ -21,6 +23,21 @@ def test_a_request_id_is_a_version_7_uuid_of_its_millisecond() -> None:
     parsed = uuid.UUID(rid)
     assert (parsed.version, parsed.variant, str(parsed)) == (7, uuid.RFC_4122, rid)
     assert parsed.int >> 80 == now_ms
+
+
+def test_as_uuid_is_uuid_for_every_form_and_error() -> None:
+    """The shortcut gives the UUID that UUID() gives (equal, same text, same safety), for a request
+    id and for the other forms UUID() takes, and refuses what UUID() refuses."""
+    rid = request_id()
+    for text in (rid, rid.upper(), "{" + rid + "}", "urn:uuid:" + rid, rid.replace("-", "")):
+        made, parsed = as_uuid(text), uuid.UUID(text)
+        assert type(made) is uuid.UUID
+        assert (made, str(made), made.is_safe, made.version) == (parsed, str(parsed), parsed.is_safe, 7)
+    for bad in ("", rid[:-1], rid + "0", rid[:-1] + "g", "x" * 36):
+        with pytest.raises(ValueError):
+            uuid.UUID(bad)
+        with pytest.raises(ValueError):
+            as_uuid(bad)
 
 
 def test_ids_sort_in_the_order_of_their_milliseconds() -> None:

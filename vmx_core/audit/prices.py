@@ -24,6 +24,7 @@ from typing import Any
 from attrs import frozen
 
 from vmx_core.audit.record import AuditRecord
+from vmx_core.audit.rounding import round_to
 from vmx_core.config.models import ModelPrice
 
 _DATED = re.compile(r"-\d{4}-\d{2}-\d{2}$|-\d{8}$")
@@ -91,4 +92,4 @@ class PriceTable:
             fresh * price.input + cached * price.cached_input + written * price.cache_write
             + (record.completion_tokens - reasoning) * price.output + reasoning * price.reasoning
         )
-        return round(total / 1_000_000, 10)
+        return round_to(total / 1_000_000, 10)

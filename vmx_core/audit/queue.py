@@ -11,6 +11,7 @@ directly again.  :meth:`aclose` drains the queue, writes or spools every row, an
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as dt
 import time
 from collections.abc import Callable
@@ -56,7 +57,12 @@ class QueueSink:
     retry_min: float = 0.2
     retry_max: float = 5.0
     counters: AuditCounters = field(factory=AuditCounters)
-    _queue: asyncio.Queue[Any] = field(factory=asyncio.Queue)
+    #: Records (and the stop marker) for the writer.  A deque, not an ``asyncio.Queue``: that
+    #: costs half a dozen Python calls per record to put and take, and the writer, the only
+    #: consumer, needs no more than a wake-up when it waits on an empty queue.
+    _queue: collections.deque[Any] = field(factory=collections.deque)
+    #: Set while the writer waits for the queue's first record: the next one completes it.
+    _wakeup: asyncio.Future[None] | None = None
     _task: asyncio.Task[None] | None = None
     _retry_at: float = 0.0
     _backoff: float = 0.0
@@ -69,12 +75,18 @@ class QueueSink:
     def enqueue(self, record: AuditRecord) -> None:
         self.counters.queued += 1
         # The queue itself is unbounded so the stop marker always fits; the bound is ours.
-        if self._queue.qsize() >= self.max_queue or self._task is None:
+        if len(self._queue) >= self.max_queue or self._task is None:
             self._spool([self._row(record)])
             return
         self._inflight += 1
         self._idle.clear()
-        self._queue.put_nowait(record)
+        self._put(record)
+
+    def _put(self, item: Any) -> None:
+        self._queue.append(item)
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -91,7 +103,7 @@ class QueueSink:
         """Write (or spool) everything queued, fsync the spool, close the store."""
         task, self._task = self._task, None
         if task is not None:
-            self._queue.put_nowait(_STOP)
+            self._put(_STOP)
             await task
         await self.spool.sync()
         self.spool.close()
@@ -103,7 +115,7 @@ class QueueSink:
             await self._idle.wait()
 
     def stats(self) -> dict[str, int]:
-        return {**self.counters.as_dict(), "queue_depth": self._queue.qsize()}
+        return {**self.counters.as_dict(), "queue_depth": len(self._queue)}
 
     # -- the writer task -----------------------------------------------------------------------
 
@@ -124,7 +136,7 @@ class QueueSink:
             if self.retention_days and time.monotonic() - last_retention > 3600 and not self._down:
                 last_retention = time.monotonic()
                 await self._retention()
-            if stopping and self._queue.empty():
+            if stopping and not self._queue:
                 return
 
     @property
@@ -132,17 +144,19 @@ class QueueSink:
         return self._backoff > 0
 
     async def _take(self, stopping: bool) -> tuple[list[Row], bool]:
-        items: list[Any] = []
-        if self._queue.empty() and not stopping:
+        queue = self._queue
+        if not queue and not stopping:
             timeout = max(0.0, self._retry_at - time.monotonic()) if self.spool.pending else None
+            self._wakeup = asyncio.get_running_loop().create_future()
             try:
-                items.append(await asyncio.wait_for(self._queue.get(), timeout))
+                await asyncio.wait_for(self._wakeup, timeout)
             except TimeoutError:  # time to retry the database
                 return [], stopping
-            if self.batch_wait > 0 and items[0] is not _STOP and self._queue.qsize() < self.batch_size - 1:
+            finally:
+                self._wakeup = None
+            if self.batch_wait > 0 and queue[0] is not _STOP and len(queue) < self.batch_size:
                 await asyncio.sleep(self.batch_wait)
-        while len(items) < self.batch_size and not self._queue.empty():
-            items.append(self._queue.get_nowait())
+        items = [queue.popleft() for _ in range(min(len(queue), self.batch_size))]
         rows = []
         for n, item in enumerate(items):
             if item is _STOP:

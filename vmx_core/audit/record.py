@@ -10,6 +10,7 @@ from typing import Protocol, runtime_checkable
 from attrs import field, frozen
 
 from vmx_core.audit.payload import Payload
+from vmx_core.audit.rounding import round_to
 
 
 # ``slots=False``: one is made per leg, and a frozen slotted class's ``__init__`` sets each field through
@@ -34,7 +35,7 @@ class Attempt:
             "model": self.model,
             "status": self.status,
             "reason": self.reason,
-            "duration_ms": round(self.duration_ms, 3),
+            "duration_ms": round_to(self.duration_ms, 3),
             "message": self.message,
         }
 

@@ -7,12 +7,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import operator
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
 from vmx_core.audit.record import AuditRecord
+from vmx_core.audit.rounding import round_to
 
 Row = dict[str, Any]
 
@@ -59,8 +61,22 @@ def strip_nul(value: Any) -> Any:
 
 def iso(ts: dt.datetime) -> str:
     """UTC, microseconds, fixed width: sorts as text in the same order as in time."""
+    # A request's own time (UTC, microseconds not zero) as orjson writes it, in a fifth of
+    # isoformat's time; orjson leaves out zero microseconds and refuses datetime subclasses.
+    if ts.tzinfo is dt.UTC and ts.microsecond:
+        try:
+            return orjson.dumps(ts, option=orjson.OPT_UTC_Z)[1:-1].decode()
+        except orjson.JSONEncodeError:
+            pass
     # isoformat is a third cheaper than strftime; in UTC it always ends in "+00:00".
     return ts.astimezone(dt.UTC).isoformat(timespec="microseconds")[:-6] + "Z"
+
+
+def uuid_text(value: uuid.UUID) -> str:
+    """``str(value)``, by orjson in a quarter of the time; it refuses UUID subclasses."""
+    if type(value) is uuid.UUID:
+        return orjson.dumps(value)[1:-1].decode()
+    return str(value)
 
 
 def parse_iso(text: str) -> dt.datetime:
@@ -87,7 +103,7 @@ def to_row(record: AuditRecord, cost: float | None = None) -> Row:
     """The row for ``record``; ``cost`` is priced by the sink, off the request path.  Every
     string is :func:`nul_safe`, so SQLite and Postgres store the same row."""
     row: Row = {
-        "id": str(record.id),
+        "id": uuid_text(record.id),
         "timestamp": iso(record.timestamp),
         "workspace": record.workspace,
         "environment": record.environment,
@@ -112,11 +128,11 @@ def to_row(record: AuditRecord, cost: float | None = None) -> Row:
         "cache_creation_tokens": record.cache_creation_tokens,
         "reasoning_tokens": record.reasoning_tokens,
         "cost": cost if cost is not None else record.cost,
-        "duration_ms": round(record.duration_ms, 3),
-        "ttft_ms": round(record.ttft_ms, 3) if record.ttft_ms is not None else None,
-        "upstream_ms": round(record.upstream_ms, 3),
-        "gate_ms": round(record.gate_ms, 3),
-        "routing_ms": round(record.routing_ms, 3),
+        "duration_ms": round_to(record.duration_ms, 3),
+        "ttft_ms": round_to(record.ttft_ms, 3) if record.ttft_ms is not None else None,
+        "upstream_ms": round_to(record.upstream_ms, 3),
+        "gate_ms": round_to(record.gate_ms, 3),
+        "routing_ms": round_to(record.routing_ms, 3),
         "source_ip": record.source_ip,
     }
     if may_hold_nul(row):
@@ -132,9 +148,12 @@ def may_hold_nul(value: Any) -> bool:
     ``OPT_NON_STR_KEYS``, which costs half as much again on every call: a key that is not a
     string (never in a row vmx builds) takes the slow way instead."""
     try:
-        return b"\\u0000" in orjson.dumps(value, default=str)
+        encoded = orjson.dumps(value, default=str)
     except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits: scan the slow way
         return True
+    # Most rows escape nothing: one memchr for the backslash then spares the search for the
+    # whole escape, which costs three times as much among the digits of ids and times.
+    return b"\\" in encoded and b"\\u0000" in encoded
 
 
 def json_text(value: Any) -> str:
