@@ -21,6 +21,7 @@ from collections import deque
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
+from vmx_core.deadline import deadline
 from vmx_core.http import default_tls
 
 #: A reply line or bulk string longer than this is not one of the store's replies.
@@ -216,7 +217,7 @@ class RespClient:
         return conn
 
     async def _open(self, loop: asyncio.AbstractEventLoop) -> _Protocol:
-        async with asyncio.timeout(self.timeout):
+        with deadline(self.timeout):
             _transport, conn = await loop.create_connection(
                 _Protocol, self.host, self.port, ssl=self.tls, server_hostname=self.host if self.tls else None
             )

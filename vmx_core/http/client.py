@@ -174,7 +174,7 @@ class Client:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout if timeout is not None else None
         for attempt in (0, 1):
-            conn = await pool.acquire(fresh=attempt > 0)
+            conn = await pool.acquire(fresh=attempt > 0, loop=loop)
             reused = conn.used > 0
             timer = loop.call_at(deadline, conn.expire, HttpTimeout) if deadline is not None else None
             try:

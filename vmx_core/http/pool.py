@@ -33,9 +33,12 @@ class Pool:
         self._waiters: deque[asyncio.Future[Connection | None]] = deque()
         self.closed = False
 
-    async def acquire(self, *, fresh: bool = False) -> Connection:
-        """A connection with no exchange on it: an idle one, a new one, or the next one freed."""
-        loop = asyncio.get_running_loop()
+    async def acquire(self, *, fresh: bool = False, loop: asyncio.AbstractEventLoop | None = None) -> Connection:
+        """A connection with no exchange on it: an idle one, a new one, or the next one freed.
+        ``loop``: the running loop, when the caller has it at hand (on Python 3.11 asking for it
+        is a ``getpid`` system call)."""
+        if loop is None:
+            loop = asyncio.get_running_loop()
         if loop is not self.loop:
             self._rebind(loop)
         if self.closed:

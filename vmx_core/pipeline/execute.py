@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from vmx_core.audit.record import Attempt
 from vmx_core.capacity.gate import CapacityRefused, Gate
+from vmx_core.deadline import deadline
 from vmx_core.errors import (
     InvalidRequest,
     PrioritizationDenied,
@@ -123,7 +124,7 @@ async def run_legs(
                 started = time.perf_counter()
                 try:
                     with ctx.telemetry.upstream_call(ctx, conn, call):
-                        async with asyncio.timeout(leg_timeout):
+                        with deadline(leg_timeout):
                             result = await attempt(ctx, conn, call)
                 except TimeoutError:
                     error: ProviderError = UpstreamTimeoutError(f"no answer within {leg_timeout * 1000:.0f} ms")
@@ -235,7 +236,7 @@ def _timeout_message(ctx: RequestContext) -> str:
 async def first_event(stream: AsyncIterator[T], idle: float) -> T:
     """The first item of an upstream stream, or a stall/truncation error."""
     try:
-        async with asyncio.timeout(idle):
+        with deadline(idle):
             return await anext(stream)
     except TimeoutError:
         raise UpstreamStalledError(f"the stream sent nothing for {idle * 1000:.0f} ms") from None

@@ -7,10 +7,10 @@ dialect (DESIGN §6), never a clean-looking truncation, never a hang.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+from vmx_core.deadline import deadline
 from vmx_core.errors import ProviderError, UpstreamFailed, UpstreamStalledError
 from vmx_core.pipeline.context import RequestContext
 from vmx_core.pipeline.shield import shielded
@@ -67,7 +67,7 @@ async def relay(
                 started = time.perf_counter()
                 wait = min(idle, ctx.remaining())
                 try:
-                    async with asyncio.timeout(max(wait, 0.0)):
+                    with deadline(max(wait, 0.0)):
                         ev = await anext(events)
                 except TimeoutError:
                     raise UpstreamStalledError(f"the stream stalled for {wait * 1000:.0f} ms") from None
