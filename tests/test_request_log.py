@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import logging
@@ -113,3 +114,59 @@ def test_utc_stamper_is_the_servers_and_is_close_to_now(stdout: Output) -> None:
     (line,) = stdout.lines()
     when = dt.datetime.fromisoformat(line["timestamp"].replace("Z", "+00:00"))
     assert abs((dt.datetime.now(dt.UTC) - when).total_seconds()) < 5
+
+
+class _File:
+    """A binary file that records each write and flush."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.flushes = 0
+
+    def write(self, data: bytes) -> int:
+        self.writes.append(data)
+        return len(data)
+
+    def flush(self) -> None:
+        self.flushes += 1
+
+
+def test_lines_of_one_loop_turn_leave_in_one_write_in_order() -> None:
+    """Lines logged in one turn of the event loop are written once, together and in order, when
+    the turn ends; outside a loop a line is written at once."""
+    file = _File()
+    writer = vmx_logging.LineWriter(file)  # type: ignore[arg-type]
+    writer.msg(b"outside")
+    assert file.writes == [b"outside\n"]
+
+    async def turn() -> None:
+        for i in range(3):
+            writer.info(b"line %d" % i)
+        assert file.writes == [b"outside\n"]  # nothing yet: the turn is not over
+        await asyncio.sleep(0)
+
+    asyncio.run(turn())
+    assert file.writes == [b"outside\n", b"line 0\nline 1\nline 2\n"]
+    assert file.flushes == 2
+
+
+def test_a_loop_closed_before_its_flush_strands_no_line() -> None:
+    """A line whose loop stopped before the flush ran goes out with the next line logged."""
+    file = _File()
+    writer = vmx_logging.LineWriter(file)  # type: ignore[arg-type]
+    loop = asyncio.new_event_loop()
+
+    def log_and_stop() -> None:
+        writer.msg(b"first")
+        loop.stop()  # the flush it scheduled is left for a turn that never comes
+
+    loop.call_soon(log_and_stop)
+    loop.run_forever()
+    loop.close()
+    assert file.writes == []
+
+    async def next_line() -> None:
+        writer.msg(b"second")
+
+    asyncio.run(next_line())
+    assert file.writes == [b"first\nsecond\n"]
