@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from pathlib import Path
@@ -66,3 +67,28 @@ async def test_a_request_s_header_and_audit_row_carry_one_version_7_id(tmp_path:
         await store.aclose()
     assert uuid.UUID(rid).version == 7
     assert [r["id"] for r in rows] == [rid]
+
+
+def test_a_forked_child_never_repeats_its_parents_ids() -> None:
+    """Random bits are read from the OS ahead of use; a forked child reads its own, so ids the
+    parent and the child make after the fork share no random part."""
+    request_id(0)  # the parent now holds unread random bytes
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report five ids and leave at once
+        os.close(read_end)
+        os.write(write_end, "\n".join(request_id(0) for _ in range(5)).encode())
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        theirs = pipe.read().split("\n")
+    os.waitpid(pid, 0)
+    ours = [request_id(0) for _ in range(5)]
+    assert len(theirs) == 5 and not set(theirs) & set(ours)
+
+
+def test_ids_keep_coming_across_refills_of_the_random_bytes() -> None:
+    """Past the first page of random bytes ids stay well-formed and distinct."""
+    ids = [request_id(1_700_000_000_000) for _ in range(2_000)]
+    assert len(set(ids)) == len(ids)
+    assert all(uuid.UUID(i).version == 7 for i in ids)
