@@ -283,6 +283,12 @@ _loaded: _Counter | None = None
 _load_lock = threading.Lock()
 
 
+def preload() -> None:
+    """Load the rank table now rather than on the first count (a server settling its start-up
+    heap before traffic; see vmx_server's ``create_app(settle_heap=True)``)."""
+    _counter()
+
+
 def _counter() -> _Counter:
     """The rank table and Unicode split pattern, loaded on first use, once per process."""
     global _loaded

@@ -10,7 +10,7 @@ from vmx_server import otel
 from vmx_server.app import create_app
 
 vmx_logging.configure(os.environ.get("VMX_LOG_LEVEL", "info"))
-app = create_app(Gateway.from_file(os.environ["VMX_CONFIG"]), os.environ["VMX_CONFIG"])
+app = create_app(Gateway.from_file(os.environ["VMX_CONFIG"]), os.environ["VMX_CONFIG"], settle_heap=True)
 _otel_shutdown = otel.configure()
 if _otel_shutdown is not None:
     atexit.register(_otel_shutdown)

@@ -346,7 +346,7 @@ def _serve(args: argparse.Namespace) -> int:
     workers = args.workers or server.workers
     if workers > 1:
         return _serve_workers(args, hc, workers)
-    app = create_app(gateway, args.config)
+    app = create_app(gateway, args.config, settle_heap=True)
     # After the config loaded (a bad file exits before any exporter starts); workers set up
     # their own in vmx_server.asgi.
     otel_shutdown = otel.configure()
