@@ -267,33 +267,29 @@ class ResponseParser:
                     if line is not None:  # the usual form, "1a2\r\n" (extensions allowed)
                         left = int(line.group(1), 16)
                         pos = line.end()
-                        if not left:
-                            state = self._TRAILER
+                    else:
+                        eol = data.find(b"\r\n", pos, pos + MAX_CHUNK_LINE + 2)
+                        if eol < 0:
+                            if end_of_data - pos > MAX_CHUNK_LINE:
+                                raise HttpProtocolError("a chunk-size line is too long")
                             break
-                        stop = pos + left
-                        if data.startswith(b"\r\n", stop):
-                            # The whole chunk and its CRLF are in this read (an SSE stream's
-                            # usual chunk, one event): one step instead of three states.
-                            pieces.append(data[pos:stop])
-                            pos, left = stop + 2, 0
-                        else:
-                            state = data_state
-                        continue
-                    eol = data.find(b"\r\n", pos, pos + MAX_CHUNK_LINE + 2)
-                    if eol < 0:
-                        if end_of_data - pos > MAX_CHUNK_LINE:
-                            raise HttpProtocolError("a chunk-size line is too long")
-                        break
-                    semi = data.find(b";", pos, eol)
-                    size = data[pos : eol if semi < 0 else semi].strip(b" \t")
-                    if not _CHUNK_SIZE.fullmatch(size):
-                        raise HttpProtocolError(f"invalid chunk size {size[:20]!r}")
-                    left = int(size, 16)
-                    pos = eol + 2
+                        semi = data.find(b";", pos, eol)
+                        size = data[pos : eol if semi < 0 else semi].strip(b" \t")
+                        if not _CHUNK_SIZE.fullmatch(size):
+                            raise HttpProtocolError(f"invalid chunk size {size[:20]!r}")
+                        left = int(size, 16)
+                        pos = eol + 2
                     if not left:
                         state = self._TRAILER
                         break
-                    state = data_state
+                    stop = pos + left
+                    if data.startswith(b"\r\n", stop):
+                        # The whole chunk and its CRLF are in this read (an SSE stream's usual
+                        # chunk, one event): one step instead of three states.
+                        pieces.append(data[pos:stop])
+                        pos, left = stop + 2, 0
+                    else:
+                        state = data_state
                 elif state == data_state:
                     stop = pos + left
                     if stop > end_of_data:
