@@ -50,16 +50,13 @@ async def _requests(port: int, stream: bool, count: int, dump: Callable[[], None
     body = configs.body("chat", stream, vmx=True)
     headers = [(b"host", b"127.0.0.1"), (b"content-type", b"application/json"),
                (b"authorization", b"Bearer " + configs.VMX_KEY.encode()), (b"content-length", str(len(body)).encode())]
-    loop = asyncio.get_running_loop()
 
     async def one() -> None:
-        sent = [False]
-
-        async def receive() -> dict[str, Any]:
-            if not sent[0]:
-                sent[0] = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await loop.create_future()  # the client never leaves: cancelled by the watcher's stop
+        # As hypercorn hands a request to the app: ``receive`` is the ``get`` of a queue it
+        # fills (here with the whole body at once; the client never leaves).
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        queue.put_nowait({"type": "http.request", "body": body, "more_body": False})
+        receive = queue.get
 
         async def send(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start" and message["status"] != 200:

@@ -1,6 +1,5 @@
-"""Request bodies with a size limit, answers written straight to ASGI, and watching for a
-client that goes away (which cancels the call and so closes the upstream connection, and the
-provider stops generating).
+"""Request bodies with a size limit, and answers written straight to ASGI (the watch for a
+client that goes away is in :mod:`vmx_server.disconnect`).
 
 The completion endpoints use these on the raw ASGI interface rather than through Starlette's
 ``Request``/``Response``: they are the gateway's hot path, and Starlette's per-request objects,
@@ -10,7 +9,6 @@ tasks cost more CPU than the gateway's own governance (issue 9, docs/performance
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -128,37 +126,3 @@ def response_start(status: int, headers: Mapping[str, str], content_type: str, l
 async def send_whole(send: Send, status: int, headers: Mapping[str, str], body: bytes, content_type: str = JSON) -> None:
     await send(response_start(status, headers, content_type, len(body)))
     await send({"type": "http.response.body", "body": body, "more_body": False})
-
-
-class DisconnectWatch:
-    """Cancels the task that created it when the client disconnects: one extra task per
-    request, which listens on ``receive`` while the call runs.
-
-    ``stop()`` it when the answer is sent; after catching the cancellation, ``absorb()`` tells
-    whether it was the client's (and clears it) or somebody else's (re-raise then)."""
-
-    def __init__(self, receive: Receive) -> None:
-        self.disconnected = False
-        task = asyncio.current_task()
-        assert task is not None
-        self._task = task
-        self._watcher = task.get_loop().create_task(self._watch(receive))
-
-    async def _watch(self, receive: Receive) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                self.disconnected = True
-                self._task.cancel()
-                return
-
-    def stop(self) -> None:
-        if not self._watcher.done():
-            self._watcher.cancel()
-
-    def absorb(self) -> bool:
-        """After a ``CancelledError``: True if it came from the client leaving."""
-        if self.disconnected:
-            self._task.uncancel()
-            return True
-        return False

@@ -18,11 +18,11 @@ from starlette.types import Receive, Scope, Send
 from vmx_core import ClientRequest, Completion, Format, Gateway
 from vmx_core.errors import RequestError
 from vmx_core.reply import Reply
+from vmx_server.disconnect import DisconnectWatch
 from vmx_server.errors import error_response, send_error
 from vmx_server.streaming import (
     EVENT_STREAM,
     ClientDisconnected,
-    DisconnectWatch,
     receive_body,
     request_headers,
     response_start,
