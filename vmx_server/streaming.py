@@ -111,14 +111,28 @@ async def _too_large(rest: AsyncIterator[bytes], limit: int) -> RequestTooLarge:
     return RequestTooLarge(message)
 
 
+#: Header names as ASGI wants them (lower-case bytes), by the name the gateway gave: the same
+#: couple of dozen names on every answer (the metadata echoes vary more, hence the bound).
+_NAMES: dict[str, bytes] = {}
+_MOST_NAMES = 4096
+
+
+def _name(name: str) -> bytes:
+    raw = _NAMES[name] = name.lower().encode("latin-1")
+    if len(_NAMES) > _MOST_NAMES:
+        _NAMES.clear()
+    return raw
+
+
 def response_start(status: int, headers: Mapping[str, str], content_type: str, length: int | None) -> dict[str, Any]:
     """``http.response.start``: the answer's own headers win over the defaults (as with
     Starlette's ``Response``)."""
-    raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
-    names = dict(raw)  # a C-level pass (a set comprehension is one more frame per answer)
-    if length is not None and b"content-length" not in names:
+    names = _NAMES
+    raw = [(names.get(k) or _name(k), v.encode("latin-1")) for k, v in headers.items()]
+    given = dict(raw)  # a C-level pass (a set comprehension is one more frame per answer)
+    if length is not None and b"content-length" not in given:
         raw.append((b"content-length", str(length).encode()))
-    if b"content-type" not in names:
+    if b"content-type" not in given:
         raw.append((b"content-type", content_type.encode()))
     return {"type": "http.response.start", "status": status, "headers": raw}
 

@@ -144,3 +144,32 @@ async def test_an_in_memory_store_reads_what_it_wrote() -> None:
         assert await store.fetch(AuditQuery("acme", "prod")) == [row]
     finally:
         await store.aclose()
+
+
+async def test_none_is_stored_as_null_through_the_direct_adapter(tmp_path: Path) -> None:
+    """Once a store is open, ``None`` binds through the registered adapter and is still NULL:
+    SQL ``IS NULL`` finds the row's empty columns, and the row reads back as written."""
+    store = await _store(tmp_path / "audit.db")
+    try:
+        assert sqlite3.adapters[(type(None), sqlite3.PrepareProtocol)](None) is None
+        row = make_row(error_code=None, error_message=None, ttft_ms=None, cost=None)
+        await store.write([row])
+        with contextlib.closing(sqlite3.connect(tmp_path / "audit.db")) as conn:
+            nulls = conn.execute(
+                "SELECT error_code IS NULL, error_message IS NULL, ttft_ms IS NULL, cost IS NULL FROM request_audit"
+            ).fetchall()
+        assert nulls == [(1, 1, 1, 1)]
+        assert await store.fetch(AuditQuery(row["workspace"], row["environment"])) == [row]
+    finally:
+        await store.aclose()
+
+
+def test_an_adapter_for_none_registered_elsewhere_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store registers its adapter only when nobody has one for ``None``."""
+    theirs = {}.get
+    monkeypatch.setitem(sqlite3.adapters, (type(None), sqlite3.PrepareProtocol), theirs)
+    sqlite_store._adapt_none_directly()
+    assert sqlite3.adapters[(type(None), sqlite3.PrepareProtocol)] is theirs
+    monkeypatch.delitem(sqlite3.adapters, (type(None), sqlite3.PrepareProtocol))
+    sqlite_store._adapt_none_directly()
+    assert sqlite3.adapters[(type(None), sqlite3.PrepareProtocol)] == sqlite_store._NOTHING.get
