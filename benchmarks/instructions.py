@@ -79,6 +79,7 @@ async def _requests(port: int, stream: bool, count: int, dump: Callable[[], None
         await asyncio.sleep(0.2)
         gc.collect()
         gc.freeze()  # as vmx serve does once started (create_app(settle_heap=True))
+        if os.environ.get("GCT"): gc.set_threshold(*map(int, os.environ["GCT"].split(",")))
         dump()
         started = time.process_time()
         for _ in range(count):

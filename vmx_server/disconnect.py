@@ -74,8 +74,8 @@ class _Stepped:
     __slots__ = ("_coro", "_done", "_heard", "_receive", "_waiting")
 
     def __init__(self, receive: Callable[[], Coroutine[Any, Any, Any]], heard: Callable[[dict[str, Any]], bool]) -> None:
-        self._receive = receive
-        self._heard = heard
+        self._receive: Callable[[], Coroutine[Any, Any, Any]] | None = receive
+        self._heard: Callable[[dict[str, Any]], bool] | None = heard
         self._coro: Coroutine[Any, Any, Any] | None = None
         self._waiting: asyncio.Future[Any] | None = None
         self._done = False
@@ -87,6 +87,7 @@ class _Stepped:
     def _step(self, _: object = None) -> None:
         self._waiting = None
         while not self._done:
+            assert self._receive is not None and self._heard is not None
             coro = self._coro
             if coro is None:
                 coro = self._coro = self._receive()
@@ -94,11 +95,12 @@ class _Stepped:
                 waits_on = coro.send(None)
             except StopIteration as got:
                 self._coro = None
-                self._done = self._heard(got.value)
+                if self._heard(got.value):
+                    self._finish()
                 continue
             except Exception as exc:  # a watcher that fails stops watching, as a task would
                 self._coro = None
-                self._done = True
+                self._finish()
                 log.warning("disconnect_watch_failed", error=f"{type(exc).__name__}: {exc}")
                 return
             if not isinstance(waits_on, asyncio.Future):
@@ -116,10 +118,16 @@ class _Stepped:
         """Stop watching: the pending ``receive()`` is closed, leaving the queue as it was."""
         if self._done:
             return
-        self._done = True
+        self._finish()
         waiting, self._waiting = self._waiting, None
         if waiting is not None:
             waiting.remove_done_callback(self._step)
         coro, self._coro = self._coro, None
         if coro is not None:
             coro.close()  # Queue.get's own clean-up: its waiter leaves the queue's getters
+
+    def _finish(self) -> None:
+        # ``heard`` is the watch's bound method, and the watch holds this object: dropping it
+        # here leaves no reference cycle behind each request for the garbage collector.
+        self._done = True
+        self._receive = self._heard = None
