@@ -41,7 +41,7 @@ async def _requests(port: int, stream: bool, count: int, dump: Callable[[], None
     from vmx_core import Gateway
     from vmx_core.audit import sqlite
     from vmx_core.config import config_from_dict
-    from vmx_server.app import create_app
+    from vmx_server.app import YOUNG_THRESHOLD, create_app
 
     work = tempfile.mkdtemp(prefix="vmx-instr-")
     cfg = configs.vmx_config(f"http://127.0.0.1:{port}/v1", f"sqlite:///{work}/audit.db", "memory://")
@@ -78,8 +78,9 @@ async def _requests(port: int, stream: bool, count: int, dump: Callable[[], None
             await one()
         await asyncio.sleep(0.2)
         gc.collect()
-        gc.freeze()  # as vmx serve does once started (create_app(settle_heap=True))
-        if os.environ.get("GCT"): gc.set_threshold(*map(int, os.environ["GCT"].split(",")))
+        # As vmx serve settles its heap once started (create_app(settle_heap=True)).
+        gc.freeze()
+        gc.set_threshold(YOUNG_THRESHOLD, *gc.get_threshold()[1:])
         dump()
         started = time.process_time()
         for _ in range(count):
