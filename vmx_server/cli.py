@@ -326,11 +326,12 @@ def _serve(args: argparse.Namespace) -> int:
     from hypercorn.config import Config as HypercornConfig
 
     from vmx_core import Gateway
+    from vmx_server import h11_headers, otel
     from vmx_server import logging as vmx_logging
-    from vmx_server import otel
     from vmx_server.app import create_app
 
     vmx_logging.configure(args.log_level)
+    h11_headers.install()  # vmx serve's own process: see the module
     gateway = Gateway.from_file(args.config)
     server = gateway.config.server
     hc = HypercornConfig()
