@@ -233,3 +233,25 @@ async def test_a_stepped_receive_that_raises_ends_the_watch() -> None:
         stepped = _Stepped(broken, lambda m: True)
     assert stepped.done()
     assert logs[0]["event"] == "disconnect_watch_failed" and "receive failed" in logs[0]["error"]
+
+
+async def test_a_stepped_receive_whose_future_is_cancelled_ends_the_watch_quietly() -> None:
+    """If the future ``receive()`` waits on is cancelled by someone else, the watch ends without
+    an error (as a cancelled task would) and cancels nothing."""
+    waited: list[asyncio.Future[None]] = []
+
+    async def receive() -> dict[str, Any]:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waited.append(fut)
+        await fut
+        return DISCONNECT
+
+    heard: list[dict[str, Any]] = []
+    with capture_logs() as logs:
+        stepped = _Stepped(receive, lambda m: heard.append(m) or True)
+        assert not stepped.done()
+        waited[0].cancel()
+        for _ in range(3):
+            await asyncio.sleep(0)
+    assert stepped.done() and heard == [] and logs == []
+    stepped.cancel()  # stopping it afterwards is harmless

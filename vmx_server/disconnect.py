@@ -98,6 +98,10 @@ class _Stepped:
                 if self._heard(got.value):
                     self._finish()
                 continue
+            except asyncio.CancelledError:  # its future was cancelled: quietly, as a task would be
+                self._coro = None
+                self._finish()
+                return
             except Exception as exc:  # a watcher that fails stops watching, as a task would
                 self._coro = None
                 self._finish()
