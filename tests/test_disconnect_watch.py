@@ -35,7 +35,18 @@ def wrapped_receive() -> tuple[asyncio.Queue[dict[str, Any]], Receive]:
     return queue, receive
 
 
-RECEIVES = pytest.mark.parametrize("make", [queue_receive, wrapped_receive], ids=["queue", "wrapped"])
+class OwnQueue(asyncio.Queue[dict[str, Any]]):
+    """A subclass may override anything: its ``get`` is not stepped by hand."""
+
+
+def subclass_receive() -> tuple[asyncio.Queue[dict[str, Any]], Receive]:
+    queue = OwnQueue()
+    return queue, queue.get
+
+
+RECEIVES = pytest.mark.parametrize(
+    "make", [queue_receive, wrapped_receive, subclass_receive], ids=["queue", "wrapped", "queue-subclass"]
+)
 
 
 async def _call(make: Callable[[], tuple[asyncio.Queue[dict[str, Any]], Receive]],
@@ -158,9 +169,12 @@ async def test_somebody_elses_cancellation_is_not_absorbed(make: Any) -> None:
     assert queue.get_nowait() == DISCONNECT  # the stopped watch took nothing
 
 
-async def test_hypercorns_receive_runs_without_a_task() -> None:
-    """The queue's own ``get`` is stepped by hand: no task is created for the watch."""
-    _, receive = queue_receive()
+@pytest.mark.parametrize(("make", "tasks"), [(queue_receive, 0), (wrapped_receive, 1), (subclass_receive, 1)],
+                         ids=["queue", "wrapped", "queue-subclass"])
+async def test_only_hypercorns_own_receive_runs_without_a_task(make: Any, tasks: int) -> None:
+    """``asyncio.Queue.get`` itself is stepped by hand, no task made; any other ``receive``
+    (a wrapper, a subclass's ``get``) is watched by a task of its own."""
+    _, receive = make()
 
     async def call() -> int:
         before = len(asyncio.all_tasks())
@@ -169,43 +183,7 @@ async def test_hypercorns_receive_runs_without_a_task() -> None:
         watch.stop()
         return during - before
 
-    assert await asyncio.create_task(call()) == 0
-    _, wrapped = wrapped_receive()
-
-    async def wrapped_call() -> int:
-        before = len(asyncio.all_tasks())
-        watch = DisconnectWatch(wrapped)
-        during = len(asyncio.all_tasks())
-        watch.stop()
-        return during - before
-
-    assert await asyncio.create_task(wrapped_call()) == 1
-
-
-async def test_a_queue_subclass_gets_a_task() -> None:
-    """Only ``asyncio.Queue.get`` itself is stepped by hand; a subclass (which may override
-    anything) is watched by a task, and a disconnect still cancels the call."""
-
-    class OwnQueue(asyncio.Queue[dict[str, Any]]):
-        pass
-
-    queue = OwnQueue()
-
-    async def call() -> tuple[str, int]:
-        before = len(asyncio.all_tasks())
-        watch = DisconnectWatch(queue.get)
-        tasks = len(asyncio.all_tasks()) - before
-        queue.put_nowait(DISCONNECT)
-        try:
-            await asyncio.Event().wait()
-            return "finished", tasks
-        except asyncio.CancelledError:
-            assert watch.absorb()
-            return "client left", tasks
-        finally:
-            watch.stop()
-
-    assert await asyncio.create_task(call()) == ("client left", 1)
+    assert await asyncio.create_task(call()) == tasks
 
 
 async def test_a_stepped_receive_that_does_not_wait_on_a_future_is_given_up() -> None:
